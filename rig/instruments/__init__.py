@@ -1,0 +1,1 @@
+"""Instrument drivers: one declarative class per instrument model."""
