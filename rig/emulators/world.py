@@ -66,18 +66,25 @@ class World:
 
     def set_relay(self, name: str, on: bool) -> bool:
         """Switch an ACT relay now. Returns True if it changed (and so issued a trigger edge)."""
-        if name not in RELAYS:
-            raise KeyError(name)
+        return self.set_relays({name: on})
+
+    def set_relays(self, changes: dict[str, bool]) -> bool:
+        """Switch several relays at one instant: one trigger edge if any of them changed."""
+        for name in changes:
+            if name not in RELAYS:
+                raise KeyError(name)
         with self.lock:
             t = self.advance()
-            if self.relays[name] == on:
+            changed = {n: v for n, v in changes.items() if self.relays[n] != v}
+            if not changed:
                 return False
-            self.relays[name] = on
+            self.relays.update(changed)
             self.trigger_edges.append(t)
             for listener in self._edge_listeners:
                 listener(t)
-            for m in self.models:
-                m.on_relay(name, on, t)
+            for name, on in changed.items():
+                for m in self.models:
+                    m.on_relay(name, on, t)
             return True
 
     def sample(self, signal: str, times: np.ndarray) -> np.ndarray:

@@ -1,0 +1,164 @@
+"""A requirement under test: records measurements against the profile's limits (the one judge)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import ConfigError
+from .profiles import Requirement
+from .record import FAIL, PASS, Measurement, RunRecord, evaluate
+from .trace import Trace
+
+
+class RequirementCheck:
+    """What one requirement test writes to: measurements are soft (all are taken), judged here.
+
+    A test body calls `measure(name, value, **bindings)` for each quantity the requirement lists;
+    the limit comes from the profile, evaluated with the requirement's settings and params and
+    the bindings (e.g. `set=300.0`). The test fails after its body if any measurement failed.
+    """
+
+    def __init__(self, requirement: Requirement, record: RunRecord | None, *, model: str = "") -> None:
+        self.requirement = requirement
+        self.record = record
+        self.model = model
+        self.measurements: list[Measurement] = []
+        self.repeat: int | None = None
+        self._trace_ref: tuple[str, str] | None = None
+        self.attachments: list[tuple[str, str]] = []
+
+    # -- environment of the limit expressions -------------------------------------------------
+    def env(self, **bindings: float) -> dict[str, float]:
+        """Numbers the limit expressions may name."""
+        env: dict[str, float] = {}
+        for k, v in self.requirement.settings.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                env[k] = float(v)
+        for k, v in self.requirement.params.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                env[k] = float(v)
+        env.update({k: float(v) for k, v in bindings.items()})
+        return env
+
+    def measure(self, name: str, value: float | None, *, note: str = "", **bindings: float) -> Measurement:
+        """Judge `value` for the requirement's measurement `name` and record it."""
+        spec = self.requirement.measurement(name)
+        trace, trace_sha = self._trace_ref or (None, None)
+        m = evaluate(
+            spec,
+            self.requirement.id,
+            self.requirement.clause,
+            value,
+            self.env(**bindings),
+            bindings=dict(bindings),
+            repeat=self.repeat,
+            note=note,
+            trace=trace,
+            trace_sha256=trace_sha,
+        )
+        self.measurements.append(m)
+        if self.record is not None:
+            self.record.add(m)
+        _allure_step(m)
+        return m
+
+    def measure_all(self, values: dict[str, float | None], *, note: str = "",
+                    **bindings: float) -> None:
+        """Measure every quantity the requirement lists from `values` computed by the body."""
+        for spec in self.requirement.measurements:
+            if spec.name not in values:
+                raise ConfigError(
+                    f"{self.requirement.id}: measurement {spec.name!r} is not one the test body "
+                    f"'{self.requirement.test}' computes; it computes {sorted(values)}"
+                )
+            self.measure(spec.name, values[spec.name], note=note, **bindings)
+
+    def trace(self, label: str, trace: Trace, *, channel: str, marks: dict[str, float] | None = None,
+              lines: dict[str, float] | None = None) -> None:
+        """Keep a trace as evidence (CSV in the record, CSV and PNG in allure); later
+        measurements refer to it."""
+        name = _slug(f"{self.requirement.id}-{label}")
+        csv = trace.to_csv()
+        if self.record is not None:
+            self._trace_ref = self.record.add_trace(name, csv)
+            png = self.record.directory / "traces" / f"{name}.png"
+        else:
+            self._trace_ref = None
+            png = None
+        from .plots import plot_trace
+
+        image = plot_trace(trace, channel=channel, title=f"{self.requirement.id} {label}",
+                           marks=marks or {}, lines=lines or {}, path=png)
+        _allure_attach(name, csv, image)
+
+    @property
+    def failed(self) -> list[Measurement]:
+        """Measurements that did not pass."""
+        return [m for m in self.measurements if m.verdict != PASS]
+
+    def verdict(self) -> str:
+        """PASS only when something was measured and everything passed."""
+        if not self.measurements:
+            return FAIL
+        return FAIL if self.failed else PASS
+
+    def failure_text(self) -> str:
+        """Why the requirement failed, one line per failing measurement."""
+        if not self.measurements:
+            return f"{self.requirement.id}: nothing was measured"
+        rows = [
+            f"{m.requirement} {m.name}{'' if m.repeat is None else f' (run {m.repeat + 1})'}: "
+            f"{m.value_text()} not within {m.limit_text()}"
+            + (f" [{', '.join(f'{k}={v:g}' for k, v in m.bindings.items())}]" if m.bindings else "")
+            for m in self.failed
+        ]
+        return "\n".join(rows)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def _allure_step(m: Measurement) -> None:
+    try:
+        import allure
+    except ImportError:  # pragma: no cover - allure-pytest is a dependency
+        return
+    with allure.step(f"{m.name} = {m.value_text()} (limit {m.limit_text()}): {m.verdict}"):
+        pass
+
+
+def _allure_attach(name: str, csv: str, png: bytes | None) -> None:
+    try:
+        import allure
+    except ImportError:  # pragma: no cover
+        return
+    allure.attach(csv, name=f"{name}.csv", attachment_type=allure.attachment_type.CSV)
+    if png:
+        allure.attach(png, name=f"{name}.png", attachment_type=allure.attachment_type.PNG)
+
+
+def worst(measurements: list[Measurement]) -> dict[str, Any]:
+    """Per measurement name, the worst value (the one the requirement is judged on)."""
+    out: dict[str, Measurement] = {}
+    for m in measurements:
+        prev = out.get(m.name)
+        if prev is None or _badness(m) > _badness(prev):
+            out[m.name] = m
+    return out
+
+
+def _badness(m: Measurement) -> float:
+    if m.value is None:
+        return float("inf")
+    fail = 1e12 if m.verdict != PASS else 0.0
+    if m.equals is not None:
+        return fail
+    if m.high is not None and m.low is not None:
+        mid = (m.high + m.low) / 2
+        half = max((m.high - m.low) / 2, 1e-12)
+        return fail + abs(m.value - mid) / half
+    if m.high is not None:
+        return fail + m.value
+    return fail - m.value

@@ -1,0 +1,270 @@
+"""The `rig` command: certify a unit, run an emulated bench, list defects, verify a record."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, RigError
+
+
+def _suites_dir() -> Path:
+    import suites
+
+    return Path(suites.__file__).resolve().parent
+
+
+class Progress:
+    """A pytest plugin object that drives a rich progress display and collects outcomes."""
+
+    def __init__(self, console: Any, total_hint: int = 0) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=True,
+        )
+        self.task = None
+        self.errors: list[tuple[str, str]] = []
+        self.record_dir: Path | None = None
+        self.rig: Any = None
+
+    def pytest_collection_finish(self, session: Any) -> None:  # noqa: D102 - pytest hook
+        self.task = self.progress.add_task("certifying", total=len(session.items))
+        self.progress.start()
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:  # noqa: D102
+        if self.task is not None:
+            self.progress.update(self.task, description=nodeid.split("[")[-1].rstrip("]"))
+
+    def pytest_runtest_logreport(self, report: Any) -> None:  # noqa: D102
+        if report.failed and report.when != "call":
+            self.errors.append((report.nodeid, str(report.longreprtext)[-2000:]))
+        if report.when == "teardown" and self.task is not None:
+            self.progress.advance(self.task)
+
+    def pytest_collectreport(self, report: Any) -> None:  # noqa: D102
+        if report.failed:
+            self.errors.append((report.nodeid or "collection", str(report.longreprtext)[-2000:]))
+
+    def pytest_sessionfinish(self, session: Any) -> None:  # noqa: D102
+        self.progress.stop()
+        from .plugin import RIG_KEY
+
+        self.rig = session.config.stash.get(RIG_KEY, None)
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    """Run the model's suites on the bench and print the verdict per requirement."""
+    import pytest
+    from rich.console import Console
+
+    from .profiles import load_profile
+
+    console = Console()
+    try:
+        profile = load_profile(args.model)
+    except RigError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 2
+    if args.station and args.defect:
+        console.print("[red]error:[/red] --defect seeds defects in the emulated bench; it cannot "
+                      "be used with --station")
+        return 2
+    argv = [str(_suites_dir()), "--model", profile.model.name, "--serial", args.serial,
+            "--reports", args.reports, "-p", "no:terminal", "-p", "no:cacheprovider",
+            "--rootdir", str(_suites_dir().parent)]
+    if args.station:
+        argv += ["--station", args.station]
+    else:
+        argv += ["--scale", str(args.scale), "--emulator", args.emulator]
+    for d in args.defect or []:
+        argv += ["--defect", d]
+    if args.operator:
+        argv += ["--operator", args.operator]
+    if args.requirement:
+        argv += ["-k", " or ".join(args.requirement)]
+    if not args.no_allure:
+        argv += ["--alluredir", str(Path(args.reports) / "allure-results")]
+    bench = "station " + args.station if args.station else f"emulated bench (scale {args.scale:g}"
+    if not args.station:
+        bench += f", defects: {', '.join(args.defect)})" if args.defect else ")"
+    console.print(f"[bold]rig {__version__}[/bold]: certifying {profile.model.name} serial "
+                  f"[bold]{args.serial}[/bold] on {bench}")
+    progress = Progress(console)
+    code = pytest.main(argv, plugins=[progress])
+    return report_certification(console, profile, progress, int(code))
+
+
+def report_certification(console: Any, profile: Any, progress: Progress, code: int) -> int:
+    """Print the requirement table and the overall verdict; the exit code of `rig certify`."""
+    from rich.table import Table
+
+    from .check import worst
+
+    rig = progress.rig
+    record = rig.record if rig is not None else None
+    for nodeid, text in progress.errors:
+        console.print(f"[red]ERROR[/red] {nodeid}\n{text}")
+    if record is None:
+        console.print("[red]no requirement was run[/red] (see the errors above)")
+        return 2
+    table = Table(title=f"{profile.model.name} certification", show_lines=False)
+    for col in ("requirement", "quantity", "measured (worst)", "limit", "verdict"):
+        table.add_column(col)
+    by_req: dict[str, list[Any]] = {}
+    for m in record.measurements:
+        by_req.setdefault(m.requirement, []).append(m)
+    for req in profile.requirements:
+        verdict = record.requirement_verdicts.get(req.id, "NOT RUN")
+        colour = {"PASS": "green", "FAIL": "red"}.get(verdict, "yellow")
+        rows = list(worst(by_req.get(req.id, [])).values())
+        if not rows:
+            table.add_row(req.id, req.quantity, "-", req.limit, f"[{colour}]{verdict}[/{colour}]")
+        for i, m in enumerate(rows):
+            table.add_row(
+                req.id if i == 0 else "", req.quantity if i == 0 else "",
+                f"{m.name} = {m.value_text()}", m.limit_text(),
+                f"[{colour}]{verdict}[/{colour}]" if i == 0 else
+                ("" if m.verdict == "PASS" else "[red]FAIL[/red]"),
+            )
+    console.print(table)
+    lines = [ln for ln in record.path.read_text().splitlines() if '"kind":"end"' in ln]
+    import json
+
+    end = json.loads(lines[-1]) if lines else {"verdict": "INCOMPLETE"}
+    overall = end["verdict"]
+    colour = "green" if overall == "PASS" else "red"
+    if rig.unsafe:
+        console.print(f"[bold red]TABLE NOT CONFIRMED SAFE: {rig.unsafe}[/bold red]")
+    console.print(f"overall: [bold {colour}]{overall}[/bold {colour}]   record: {record.path}")
+    return 0 if overall == "PASS" and code == 0 else 1
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """Serve an emulated bench on 127.0.0.1 until interrupted."""
+    from .emulators.bench import EmulatedBench
+    from .station import station_toml
+
+    bench = EmulatedBench(args.model, scale=args.scale, defects=tuple(args.defect or ()),
+                          seed=args.seed)
+    station = bench.start()
+    text = station_toml(station)
+    if args.station_out:
+        tmp = Path(args.station_out).with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.station_out)  # appears whole: readers poll for it
+    if not args.quiet:
+        print(f"emulated {bench.model} bench, time scale {args.scale:g}, defects: "
+              f"{', '.join(sorted(bench.defects)) or 'none'}")
+        print(f"PLC   modbus tcp  {station.plc_host}:{station.plc_port} (unit 1)")
+        for role, inst in station.instruments.items():
+            print(f"{inst.model:<8} {role:<14} {inst.resource}")
+        print("station file:\n" + text)
+        print("Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bench.stop()
+    return 0
+
+
+def cmd_defects(args: argparse.Namespace) -> int:
+    """List the seeded defects of the emulated benches."""
+    from .emulators.defects import DEFECTS
+
+    for d in DEFECTS.values():
+        if args.model and d.model != args.model.upper():
+            continue
+        print(f"{d.model:<8} {d.name:<28} breaks {', '.join(d.breaks):<12} {d.description}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a run record's hash chain (signatures come with the evidence work)."""
+    from .record import read_record, verify_chain
+
+    path = Path(args.run)
+    if path.is_dir():
+        path = path / "record.jsonl"
+    if not path.is_file():
+        print(f"error: {path} is not a run record", file=sys.stderr)
+        return 2
+    problems = verify_chain(path)
+    lines = read_record(path) if not problems else []
+    if problems:
+        print("ALTERED: " + "; ".join(problems))
+        return 1
+    if not lines or lines[-1].get("kind") != "end":
+        print(f"INCOMPLETE: chain intact, {len(lines)} lines, no end line (the run stopped early)")
+        return 1
+    print(f"OK: chain intact, {len(lines)} lines, verdict {lines[-1].get('verdict')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `rig`."""
+    p = argparse.ArgumentParser(prog="rig", description="Spinal therapy table certification rig")
+    p.add_argument("--version", action="version", version=f"rig {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("certify", help="certify one unit: PASS/FAIL per requirement")
+    c.add_argument("model", help="table model, e.g. TT-890")
+    c.add_argument("--serial", required=True, help="serial number of the unit (as scanned)")
+    c.add_argument("--station", help="station file of a real bench; default: an emulated bench")
+    c.add_argument("--operator", default="", help="operator name for the record")
+    c.add_argument("--reports", default="reports", help="where run records go (default reports/)")
+    c.add_argument("--scale", type=float, default=20.0,
+                   help="emulated bench time scale (default 20)")
+    c.add_argument("--defect", action="append", help="seed a defect in the emulated bench")
+    c.add_argument("--emulator", choices=("subprocess", "inprocess"), default="subprocess")
+    c.add_argument("--requirement", action="append",
+                   help="run only this requirement (repeatable): the unit is then not certified")
+    c.add_argument("--no-allure", action="store_true", help="do not write allure results")
+    c.set_defaults(func=cmd_certify)
+
+    e = sub.add_parser("emulate", help="run an emulated bench on 127.0.0.1 until Ctrl-C")
+    e.add_argument("model")
+    e.add_argument("--scale", type=float, default=1.0, help="device seconds per wall second")
+    e.add_argument("--defect", action="append", help="seed a named defect (see `rig defects`)")
+    e.add_argument("--seed", type=int, default=0, help="noise seed")
+    e.add_argument("--station-out", help="write a station file for this bench here")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_emulate)
+
+    d = sub.add_parser("defects", help="list the emulator's seeded defects")
+    d.add_argument("model", nargs="?")
+    d.set_defaults(func=cmd_defects)
+
+    v = sub.add_parser("verify", help="check a run record for alteration")
+    v.add_argument("run", help="run directory or record.jsonl")
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user mistakes give a one-line error and exit code 2, never a traceback."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "scale", 1.0) is not None and getattr(args, "scale", 1.0) <= 0:
+        print(f"error: --scale {args.scale}: expected a number > 0", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""The pytest plugin: options, markers, the bench for the session, requirement tests, safe state."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .errors import ConfigError, RigError, SafeStateError
+from .record import ERROR, FAIL, PASS, RunRecord
+from .station import Station, load_station
+
+RIG_KEY = pytest.StashKey["RigSession"]()
+CHECK_KEY = pytest.StashKey[Any]()
+
+OPTIONS: list[tuple[str, str, str, Any]] = [
+    # (option, ini name, help, default)
+    ("--station", "rig_station", "station file (TOML) of a real bench; none: an emulated bench", None),
+    ("--model", "rig_model", "table model to certify, e.g. TT-890", None),
+    ("--serial", "rig_serial", "serial number of the unit under test (as scanned)", None),
+    ("--operator", "rig_operator", "name of the operator", None),
+    ("--reports", "rig_reports", "directory for run records", "reports"),
+    ("--scale", "rig_scale", "time scale of the emulated bench", "20"),
+    ("--defect", "rig_defects", "seed a named defect in the emulated bench (repeatable)", None),
+    ("--emulator", "rig_emulator", "run the emulated bench in a 'subprocess' or 'inprocess'",
+     "subprocess"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Every option has an ini twin."""
+    group = parser.getgroup("rig", "spinal table certification rig")
+    for opt, ini, help_, default in OPTIONS:
+        if opt == "--defect":
+            group.addoption(opt, action="append", dest=ini, default=None, help=help_)
+            parser.addini(ini, help_, type="args", default=[])
+        else:
+            group.addoption(opt, dest=ini, default=None, help=f"{help_} (ini: {ini})")
+            parser.addini(ini, help_, default=default)
+
+
+def _opt(config: pytest.Config, ini: str) -> Any:
+    value = config.getoption(ini)
+    if value is None:
+        value = config.getini(ini)
+    return value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers and create the rig session object (lazy: no I/O here)."""
+    config.addinivalue_line(
+        "markers", "verifies(test): the test body verifies every requirement whose `test` is this"
+    )
+    config.addinivalue_line("markers", "safety: a safety requirement test")
+    config.addinivalue_line("markers", "performance: a performance requirement test")
+    config.stash[RIG_KEY] = RigSession(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop an emulated bench we started."""
+    rs = config.stash.get(RIG_KEY, None)
+    if rs is not None:
+        rs.shutdown()
+
+
+@dataclass
+class RigSession:
+    """Session state of the rig: profile, station, bench, drivers, record (created on demand)."""
+
+    config: pytest.Config
+    profile: Any = None
+    station: Station | None = None
+    record: RunRecord | None = None
+    drivers: dict[str, Any] = field(default_factory=dict)
+    table: Any = None
+    interrupted: bool = False
+    unsafe: str | None = None
+    _bench: Any = None
+    _proc: subprocess.Popen | None = None
+    _tmp: tempfile.TemporaryDirectory | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+    def model(self) -> str:
+        """The model named by option, or by the station file's table (the PLC's KIND)."""
+        model = _opt(self.config, "rig_model")
+        if not model:
+            raise ConfigError("no table model given: pass --model (e.g. --model TT-890) or set "
+                              "rig_model in the ini file")
+        return str(model)
+
+    def get_profile(self) -> Any:
+        """The model's profile, loaded and validated once."""
+        if self.profile is None:
+            from .profiles import load_profile
+
+            self.profile = load_profile(self.model())
+        return self.profile
+
+    def defects(self) -> list[str]:
+        """Seeded defects asked for (emulated bench only)."""
+        opt = self.config.getoption("rig_defects")
+        return list(opt if opt is not None else self.config.getini("rig_defects"))
+
+    def scale(self) -> float:
+        """Time scale of an emulated bench."""
+        raw = _opt(self.config, "rig_scale")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--scale {raw!r}: expected a number > 0") from None
+        if not value > 0:
+            raise ConfigError(f"--scale {raw!r}: expected a number > 0")
+        return value
+
+    # -- the bench -----------------------------------------------------------------------------
+    def get_station(self) -> Station:
+        """The station file's bench, or an emulated bench started now."""
+        if self.station is not None:
+            return self.station
+        path = _opt(self.config, "rig_station")
+        if path:
+            if self.defects():
+                raise ConfigError("--defect seeds defects in an emulated bench; it cannot be "
+                                  "used with --station")
+            self.station = load_station(path)
+            return self.station
+        mode = str(_opt(self.config, "rig_emulator"))
+        if mode == "inprocess":
+            from .emulators.bench import EmulatedBench
+
+            self._bench = EmulatedBench(self.model(), scale=self.scale(),
+                                        defects=tuple(self.defects()), seed=_seed(self.config))
+            self.station = self._bench.start()
+        elif mode == "subprocess":
+            self.station = self._start_subprocess()
+        else:
+            raise ConfigError(f"--emulator {mode!r}: expected 'subprocess' or 'inprocess'")
+        return self.station
+
+    def _start_subprocess(self) -> Station:
+        self._tmp = tempfile.TemporaryDirectory(prefix="rig-bench-")
+        out = Path(self._tmp.name) / "station.toml"
+        cmd = [sys.executable, "-m", "rig.cli", "emulate", self.model(), "--scale",
+               str(self.scale()), "--station-out", str(out), "--seed", str(_seed(self.config)),
+               "--quiet"]
+        for d in self.defects():
+            cmd += ["--defect", d]
+        log = open(Path(self._tmp.name) / "emulator.log", "w")  # noqa: SIM115 - lives with the bench
+        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not out.exists():
+            if self._proc.poll() is not None:
+                log.flush()
+                text = (Path(self._tmp.name) / "emulator.log").read_text()
+                raise ConfigError(f"emulated bench did not start:\n{text.strip()}")
+            if time.monotonic() > deadline:
+                raise ConfigError("emulated bench did not start within 60 s")
+            time.sleep(0.02)
+        return load_station(out)
+
+    def shutdown(self) -> None:
+        """Close drivers and stop the emulated bench."""
+        for d in self.drivers.values():
+            try:
+                d.close()
+            except Exception:  # noqa: BLE001 - closing; errors here change nothing
+                pass
+        self.drivers.clear()
+        if self._bench is not None:
+            self._bench.stop()
+            self._bench = None
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # -- the record ----------------------------------------------------------------------------
+    def get_record(self) -> RunRecord:
+        """The run record of this session, with its header written on first use."""
+        if self.record is None:
+            from .fixtures.record import record_header
+
+            serial = _opt(self.config, "rig_serial") or "UNKNOWN"
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            base = Path(_opt(self.config, "rig_reports") or "reports")
+            directory = base / f"{self.model()}-{_slug(str(serial))}-{stamp}-{os.getpid()}"
+            self.record = RunRecord(directory)
+            self.record.start(record_header(self))
+        return self.record
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _seed(config: pytest.Config) -> int:
+    return 0
+
+
+# -- requirement parametrisation ----------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `verifies("x")` runs once per profile requirement whose test is "x"."""
+    marker = metafunc.definition.get_closest_marker("verifies")
+    if marker is None or "requirement" not in metafunc.fixturenames:
+        return
+    rs: RigSession = metafunc.config.stash[RIG_KEY]
+    try:
+        profile = rs.get_profile()
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
+    body = marker.args[0]
+    reqs = [r for r in profile.requirements if r.test == body]
+    metafunc.parametrize("requirement", reqs, ids=[r.id for r in reqs], scope="function")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order requirement tests as the profile lists them."""
+    rs: RigSession = config.stash[RIG_KEY]
+    if rs.profile is None:
+        return
+    order = {r.id: i for i, r in enumerate(rs.profile.requirements)}
+
+    def key(item: pytest.Item) -> int:
+        cs = getattr(item, "callspec", None)
+        req = cs.params.get("requirement") if cs else None
+        return order.get(getattr(req, "id", ""), len(order))
+
+    items.sort(key=key)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """After the body ran, fail the test if any of its measurements failed its limit."""
+    result = yield
+    check = item.stash.get(CHECK_KEY, None)
+    if check is not None and check.verdict() != PASS:
+        raise AssertionError(check.failure_text())
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Conclude the requirement's verdict in the record once its teardown (safe state) is done."""
+    report = yield
+    check = item.stash.get(CHECK_KEY, None)
+    if check is None:
+        return report
+    outcomes = item.stash.setdefault(_OUTCOMES, {})
+    outcomes[call.when] = (report.outcome, call.excinfo)
+    if call.when == "teardown":
+        rs: RigSession = item.config.stash[RIG_KEY]
+        verdict = check.verdict()
+        note = ""
+        for phase in ("setup", "call", "teardown"):
+            outcome, excinfo = outcomes.get(phase, ("passed", None))
+            if outcome == "failed" and excinfo is not None and not excinfo.errisinstance(
+                AssertionError
+            ):
+                verdict = ERROR if verdict == PASS or phase != "call" else verdict
+                note = f"{phase}: {excinfo.typename}: {excinfo.value}"
+                if phase != "call":
+                    verdict = ERROR
+        if rs.record is not None:
+            rs.record.conclude_requirement(check.requirement.id, verdict, note)
+    return report
+
+
+_OUTCOMES = pytest.StashKey[dict]()
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C: the fixtures' teardown still brings the table to a safe state; remember why."""
+    for rs in _SESSIONS:
+        rs.interrupted = True
+
+
+_SESSIONS: list[RigSession] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Track the session for the interrupt hook."""
+    _SESSIONS.append(session.config.stash[RIG_KEY])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Confirm the table is safe one last time, and close the record with the overall verdict."""
+    rs: RigSession = session.config.stash[RIG_KEY]
+    if rs in _SESSIONS:
+        _SESSIONS.remove(rs)
+    if rs.table is not None:
+        try:
+            report = rs.table.make_safe()
+            if rs.record is not None:
+                rs.record.event("final safe state confirmed", **report.as_dict())
+        except (SafeStateError, RigError) as e:
+            rs.unsafe = str(e)
+            _shout(session, f"TABLE NOT CONFIRMED SAFE: {e}")
+            if rs.record is not None:
+                rs.record.event("final safe state NOT confirmed", error=str(e))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if rs.record is not None and not rs.record.ended:
+        profile = rs.profile
+        wanted = [r.id for r in profile.requirements] if profile is not None else []
+        got = rs.record.requirement_verdicts
+        missing = [r for r in wanted if r not in got]
+        complete = not rs.interrupted and exitstatus != pytest.ExitCode.INTERRUPTED
+        if not complete:
+            overall = "INCOMPLETE"
+        elif missing or any(v != PASS for v in got.values()) or rs.unsafe:
+            overall = FAIL
+        else:
+            overall = PASS
+        rs.record.end(overall, complete=complete, not_run=missing,
+                      unsafe=rs.unsafe, rig_version=__version__)
+
+
+def _shout(session: pytest.Session, text: str) -> None:
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_sep("!", text, red=True, bold=True)
+    else:
+        print(text, file=sys.stderr)
+
+
+# fixtures by role live in rig/fixtures; the plugin exposes them
+from .fixtures.instruments import actuators, force_meter  # noqa: E402, F401
+from .fixtures.record import check, record  # noqa: E402, F401
+from .fixtures.station import profile, rig, station  # noqa: E402, F401
+from .fixtures.table import plc, table  # noqa: E402, F401
+
+_ = (FAIL,)

@@ -1,0 +1,220 @@
+"""The table under test: one object owns its state and knows how to bring it to a verified safe one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DeviceError, ModbusExceptionError, PlcNotResponding, SafeStateError
+from .plc import Plc
+from .profiles import Profile
+from .wait import WaitTimeout, wait_until
+
+RUNNING_STATES = ("RUNNING", "STOPPING")
+
+
+@dataclass(frozen=True)
+class SafeReport:
+    """What the safe-state check read back."""
+
+    state: str
+    fault: str
+    motor_enabled: bool
+    reference: float | None
+    actions: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the run record."""
+        return {
+            "state": self.state,
+            "fault": self.fault,
+            "motor_enabled": self.motor_enabled,
+            "reference": self.reference,
+            "actions": list(self.actions),
+        }
+
+
+class Table:
+    """A table role: commands, settings and the safe-state strategy over the PLC driver.
+
+    `reference` reads the bench's reference instrument now (e.g. the load cell's force); it is
+    how the safe state is confirmed independently of the table's own sensors.
+    """
+
+    def __init__(
+        self,
+        plc: Plc,
+        profile: Profile,
+        *,
+        reference: Callable[[], float] | None = None,
+        actuators: Any = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.plc = plc
+        self.profile = profile
+        self.reference = reference
+        self.actuators = actuators
+        self.timeout = timeout
+
+    # -- device time ---------------------------------------------------------------------------
+    def uptime(self) -> float:
+        """PLC device clock in seconds."""
+        return self.plc.uptime_ms() / 1000.0
+
+    def wall_timeout(self, device_seconds: float, *, margin: float = 10.0) -> float:
+        """A generous wall-clock bound for waiting `device_seconds` of device time."""
+        rate = max(self.plc.clock_rate(), 1e-3)
+        return device_seconds / rate * 3.0 + margin
+
+    def wait_device(self, seconds: float) -> None:
+        """Wait until the PLC clock has advanced `seconds` (device time, not a host sleep)."""
+        end = self.plc.uptime_ms() + seconds * 1000.0
+        wait_until(lambda: self.plc.uptime_ms() >= end, self.wall_timeout(seconds),
+                   interval=0.002, what=f"{seconds} s of PLC device time")
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> str:
+        """STATE by name."""
+        return self.plc.state()
+
+    def wait_state(self, *states: str, device_s: float = 30.0) -> str:
+        """Poll until STATE is one of `states`; returns it."""
+        return wait_until(
+            lambda: (s := self.plc.state()) in states and s,
+            self.wall_timeout(device_s),
+            what=f"PLC STATE in {states}",
+        )
+
+    def wait_status(self, bit: str, *, device_s: float = 30.0, value: bool = True) -> None:
+        """Poll until STATUS bit `bit` reads `value`."""
+        wait_until(
+            lambda: self.plc.status().get(bit) is value,
+            self.wall_timeout(device_s),
+            what=f"STATUS {bit} = {value}",
+        )
+
+    def configure(self, settings: dict[str, float]) -> None:
+        """Write settings (engineering units), refusing out-of-range values before sending."""
+        # HARNESS before FORCE_SET would be refused if FORCE_SET exceeds the new maximum, and
+        # FORCE_SET before HARNESS if it exceeds the old one: lower FORCE_SET first when needed.
+        ordered = dict(settings)
+        for rule in self.profile.rules:
+            if rule.kind == "max_by" and rule.by in ordered:
+                cap = rule.max[str(int(ordered[rule.by]))]
+                current = self.plc.read(rule.register)
+                if current > cap:
+                    self.plc.write(rule.register, min(cap, ordered.get(rule.register, cap)))
+        for name, value in ordered.items():
+            self.plc.write(name, value)
+
+    def command(self, name: str) -> None:
+        """Write COMMAND by name; Modbus exceptions propagate typed."""
+        self.plc.command(name)
+
+    def ready(self) -> None:
+        """Bring the table to IDLE with FAULT 0 and relays at their defaults, before a test."""
+        if self.actuators is not None:
+            self.actuators.patient = False
+            self.actuators.estop = False
+            if not self.actuators.power:
+                self.actuators.power = True
+        self.plc.wait_responding(self.wall_timeout(10.0))
+        state = self.plc.state()
+        if state in RUNNING_STATES:
+            self.plc.command("STOP")
+            state = self.wait_state("IDLE", "FAULT", "ESTOP", device_s=60.0)
+        if state != "IDLE" or self.plc.fault() != "NONE":
+            self.plc.command("RESET")
+        wait_until(
+            lambda: self.plc.state() == "IDLE" and self.plc.fault() == "NONE",
+            self.wall_timeout(10.0),
+            what="PLC IDLE with FAULT 0 after RESET",
+        )
+        self._wait_motion_finished()
+        if self.profile.registers.get("SERVICE_KEY") is not None:
+            if self.plc.status().get("service_mode"):
+                self.plc.write("SERVICE_KEY", 0)
+
+    def _wait_motion_finished(self, device_s: float = 60.0) -> None:
+        wait_until(
+            lambda: not self.plc.status().get("motor_enabled"),
+            self.wall_timeout(device_s),
+            what="motor disabled (stop motion finished)",
+        )
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Keep the heartbeat going for the duration of the block."""
+        hb = self.plc.heartbeat
+        started = not hb.running
+        if started:
+            hb.start()
+        try:
+            yield
+        finally:
+            if started:
+                hb.stop()
+
+    # -- safe state ----------------------------------------------------------------------------
+    def make_safe(self) -> SafeReport:
+        """Command the table to stop, escalate to ESTOP if STOP does not take, and verify.
+
+        Raises SafeStateError if the stopped state cannot be confirmed from both the PLC and the
+        reference instrument.
+        """
+        actions: list[str] = []
+        try:
+            if self.actuators is not None and not self.actuators.power:
+                self.actuators.power = True
+                actions.append("ACT POWER ON")
+        except DeviceError as e:
+            actions.append(f"ACT unreachable: {e}")
+        try:
+            self.plc.wait_responding(self.wall_timeout(10.0))
+        except (PlcNotResponding, WaitTimeout) as e:
+            raise SafeStateError(f"table not confirmed safe: PLC does not answer ({e})") from e
+        try:
+            state = self.plc.state()
+            if state in RUNNING_STATES:
+                self.plc.command("STOP")
+                actions.append("STOP")
+            try:
+                self.wait_state("IDLE", "ESTOP", "FAULT", device_s=60.0)
+                self._wait_motion_finished()
+            except WaitTimeout:
+                self.plc.command("ESTOP")
+                actions.append("ESTOP (STOP did not take)")
+                self.wait_state("ESTOP", "FAULT", device_s=10.0)
+                self._wait_motion_finished(10.0)
+            return self.verify_safe(tuple(actions))
+        except SafeStateError:
+            raise
+        except (DeviceError, ModbusExceptionError, WaitTimeout) as e:
+            raise SafeStateError(f"table not confirmed safe: {e} (actions: {actions})") from e
+
+    def verify_safe(self, actions: tuple[str, ...] = ()) -> SafeReport:
+        """Read back the PLC and the reference instrument; raise SafeStateError if not safe."""
+        spec = self.profile.safe_state
+        state = self.plc.state()
+        fault = self.plc.fault()
+        motor = bool(self.plc.status().get("motor_enabled"))
+        ref = self.reference() if self.reference is not None else None
+        problems = []
+        if state not in spec.states:
+            problems.append(f"STATE {state} not in {list(spec.states)}")
+        if spec.motor_disabled and motor:
+            problems.append("motor still enabled")
+        if spec.reference_max is not None:
+            if ref is None:
+                problems.append("no reference instrument to confirm")
+            elif abs(ref) > spec.reference_max:
+                problems.append(
+                    f"reference reads {ref:.2f} {self.profile.model.primary_unit} > "
+                    f"{spec.reference_max}"
+                )
+        report = SafeReport(state, fault, motor, ref, actions)
+        if problems:
+            raise SafeStateError("table NOT in a safe state: " + "; ".join(problems))
+        return report

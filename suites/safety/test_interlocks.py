@@ -1,0 +1,31 @@
+"""Start interlocks: START is refused while a stop input is active, and nothing moves."""
+
+import pytest
+
+from rig.errors import ModbusExceptionError
+from rig.kinds import arm, behaviour_for
+
+pytestmark = pytest.mark.safety
+
+
+@pytest.mark.verifies("interlocks")
+def test_interlocks(requirement, check, profile, table, actuators, reference_meter):
+    """For each relay named in params: relay ON, START, expect 06 and no motion."""
+    kind = behaviour_for(profile)
+    p = requirement.params
+    for relay in p["relays"]:
+        table.ready()
+        table.configure(dict(requirement.settings))
+        setattr(actuators, relay, True)
+        acq = arm(reference_meter, duration_s=float(p["still_s"]), rate_hz=100.0)
+        reference_meter.trigger()
+        code = 0
+        try:
+            table.command("START")
+        except ModbusExceptionError as e:
+            code = e.code
+        trace = acq.fetch(table)
+        check.trace(relay, trace, channel=kind.channel)
+        check.measure_all({"exception_code": code, "motion": kind.motion(trace)},
+                          note=f"START with {relay} relay ON")
+        setattr(actuators, relay, False)

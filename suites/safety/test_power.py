@@ -1,0 +1,48 @@
+"""Power loss and restore: the acquisitions are the clock while the PLC cannot answer."""
+
+import pytest
+
+from rig.errors import ModbusExceptionError
+from rig.kinds import arm, behaviour_for
+
+pytestmark = pytest.mark.safety
+
+
+@pytest.mark.verifies("power_loss")
+def test_power_loss(requirement, check, profile, table, actuators, reference_meter):
+    """POWER OFF for off_s (timed by an acquisition), ON, then judge the restore."""
+    kind = behaviour_for(profile)
+    p = requirement.params
+    kind.reach_condition(table, dict(requirement.settings))
+    off = arm(reference_meter, duration_s=float(p["off_s"]), rate_hz=200.0, pretrigger_s=0.2,
+              source="EXT")
+    table.plc.heartbeat.stop()
+    try:
+        actuators.power = False
+        off_trace = off.fetch(table)
+        on = arm(reference_meter, duration_s=float(p["quiet_s"]), rate_hz=200.0,
+                 pretrigger_s=0.0, source="EXT")
+        actuators.power = True
+        table.plc.wait_responding(table.wall_timeout(float(p["quiet_s"]) * 2))
+        # UPTIME_MS counts from power on, boot included: the first answer's value bounds the
+        # answer time from above
+        answer_time = table.plc.uptime_ms() / 1000.0
+        fault = table.plc.read_raw("FAULT")
+        on_trace = on.fetch(table)
+    finally:
+        table.plc.heartbeat.start()
+    refused = 0
+    try:
+        table.command("START")
+    except ModbusExceptionError as e:
+        refused = e.code
+    values = {
+        "force_after_off": kind.motion(off_trace, start=float(p["decay_s"])),
+        "answer_time": answer_time,
+        "fault": fault,
+        "force_after_restore": kind.motion(on_trace, start=0.0),
+        "start_refused": refused,
+    }
+    check.trace("power-off", off_trace, channel=kind.channel, marks={"decay": float(p["decay_s"])})
+    check.trace("power-on", on_trace, channel=kind.channel)
+    check.measure_all(values)

@@ -1,0 +1,28 @@
+"""No restart after an e-stop is released and reset."""
+
+import pytest
+
+from rig.kinds import arm, behaviour_for
+
+pytestmark = pytest.mark.safety
+
+
+@pytest.mark.verifies("no_restart")
+def test_no_restart(requirement, check, profile, table, actuators, reference_meter):
+    """E-stop at the condition, then release the relay (trigger edge) and RESET: nothing moves."""
+    kind = behaviour_for(profile)
+    p = requirement.params
+    relay = p["relay"]
+    kind.reach_condition(table, dict(requirement.settings))
+    setattr(actuators, relay, True)
+    table.wait_state("ESTOP", "FAULT")
+    table.wait_status("motor_enabled", value=False)
+    quiet = float(p["quiet_s"])
+    acq = arm(reference_meter, duration_s=quiet + 1.0, rate_hz=100.0, pretrigger_s=0.1,
+              source="EXT")
+    setattr(actuators, relay, False)
+    table.command("RESET")
+    trace = acq.fetch(table)
+    values = {"motion": kind.motion(trace, start=0.0), "state": table.plc.read_raw("STATE")}
+    check.trace("after-reset", trace, channel=kind.channel)
+    check.measure_all(values)

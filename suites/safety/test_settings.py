@@ -1,0 +1,59 @@
+"""Setting limits: every setting just outside its range (and every dependent limit) is refused."""
+
+import pytest
+
+from rig.errors import ModbusExceptionError
+from rig.kinds import arm, behaviour_for
+
+pytestmark = pytest.mark.safety
+
+
+def probes(profile):
+    """(register, raw value, why) just outside every setting's range and every rule's limit."""
+    out = []
+    for reg in profile.settings():
+        lo, hi = reg.raw_range()
+        for raw, why in ((lo - 1, "below min"), (hi + 1, "above max")):
+            if reg.raw_representable(raw):
+                out.append((reg.name, raw, None, why))
+    for rule in profile.rules:
+        if rule.kind == "max_by":
+            reg = profile.register(rule.register)
+            for by_value, cap in rule.max.items():
+                raw = reg.to_raw(cap)[0] + 1
+                out.append((reg.name, raw, (rule.by, int(by_value)),
+                            f"above max with {rule.by} {by_value}"))
+    seen, unique = set(), []
+    for p in out:
+        if (p[0], p[1], p[2]) not in seen:
+            seen.add((p[0], p[1], p[2]))
+            unique.append(p)
+    return unique
+
+
+@pytest.mark.verifies("setting_limits")
+def test_setting_limits(requirement, check, profile, table, reference_meter):
+    """Write each probe; expect exception 03, the old value kept, and nothing moving."""
+    kind = behaviour_for(profile)
+    table.configure(dict(requirement.settings))
+    for name, raw, precondition, why in probes(profile):
+        if precondition is not None:
+            table.configure({precondition[0]: precondition[1]})
+        before = table.plc.read_raw(name)
+        code = 0
+        try:
+            table.plc.write_raw(name, raw)
+        except ModbusExceptionError as e:
+            code = e.code
+        after = table.plc.read_raw(name)
+        if after != before:  # a defective table took it: put the old value back
+            table.plc.write_raw(name, before)
+        note = f"{name} raw {raw} ({why})"
+        check.measure("exception_code", code, note=note)
+        check.measure("register_unchanged", int(after == before), note=note)
+    acq = arm(reference_meter, duration_s=float(requirement.params["still_s"]),
+              rate_hz=100.0, pretrigger_s=0.0)
+    reference_meter.trigger()
+    trace = acq.fetch(table)
+    check.trace("after-writes", trace, channel=kind.channel)
+    check.measure("motion", kind.motion(trace), note=f"state {table.state()}")

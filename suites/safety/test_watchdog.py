@@ -1,0 +1,36 @@
+"""Comm-loss watchdog: stop the heartbeat while running; fault time from the PLC's own clock."""
+
+import pytest
+
+from rig import analysis
+from rig.kinds import arm, behaviour_for
+
+pytestmark = pytest.mark.safety
+
+
+@pytest.mark.verifies("watchdog")
+def test_watchdog(requirement, check, profile, table, reference_meter):
+    """The reference is triggered by *TRG at the last heartbeat write."""
+    kind = behaviour_for(profile)
+    p = requirement.params
+    kind.reach_condition(table, dict(requirement.settings))
+    acq = arm(reference_meter, duration_s=float(p["trace_s"]), rate_hz=200.0, pretrigger_s=0.2)
+    table.plc.heartbeat.stop()
+    try:
+        uptime_before = table.plc.last_heartbeat()
+        reference_meter.trigger()
+        trace = acq.fetch(table)
+        fault = table.plc.read_raw("FAULT")
+        fault_ms = table.plc.read("FAULT_UPTIME_MS")
+    finally:
+        table.plc.heartbeat.start()
+    fault_time = analysis.fault_time(fault_ms, uptime_before) if fault_ms else None
+    quiet = float(p["quiet_from_s"])
+    values = {
+        "fault": fault,
+        "fault_time": fault_time,
+        "force_after": kind.motion(trace, start=quiet),
+    }
+    check.trace("comm-loss", trace, channel=kind.channel,
+                marks={"fault (PLC)": fault_time, "quiet from": quiet})
+    check.measure_all(values)
