@@ -26,10 +26,16 @@ class Acquisition:
 
 
 def arm(meter: Any, *, duration_s: float, rate_hz: float, pretrigger_s: float = 0.0,
-        source: str = "BUS") -> Acquisition:
-    """Configure and arm an acquisition of `duration_s` after the trigger."""
+        source: str = "BUS", table: Any = None) -> Acquisition:
+    """Configure and arm an acquisition of `duration_s` after the trigger.
+
+    With `table` given and a pre-trigger asked for, return only once the PLC clock shows the
+    pre-trigger time has passed since arming, so the samples before the trigger are real.
+    """
     meter.configure(rate=rate_hz, duration_s=duration_s, pretrigger_s=pretrigger_s, source=source)
     meter.arm()
+    if table is not None and pretrigger_s > 0:
+        table.wait_device(pretrigger_s * 1.2)
     return Acquisition(meter, duration_s, rate_hz)
 
 

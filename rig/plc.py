@@ -240,7 +240,9 @@ class Plc:
         """Requests sent on the main connection so far (a diagnostic)."""
         return self._link.requests
 
-    def wait_responding(self, timeout: float, *, request_timeout: float = 0.25) -> str:
+    def wait_responding(
+        self, timeout: float, *, request_timeout: float = 0.25, interval: float | None = None
+    ) -> str:
         """Poll until the PLC answers (after a power-on); return its STATE name.
 
         Each probe uses a fresh connection and a short timeout: a request sent while the PLC
@@ -268,7 +270,7 @@ class Plc:
             name = wait_until(
                 probe,
                 timeout,
-                interval=0.05,
+                interval=min(0.05, request_timeout) if interval is None else interval,
                 what="the PLC to answer",
                 ignore=(PlcNotResponding, ModbusExceptionError),
             )

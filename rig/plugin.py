@@ -339,7 +339,7 @@ def _shout(session: pytest.Session, text: str) -> None:
 
 
 # fixtures by role live in rig/fixtures; the plugin exposes them
-from .fixtures.instruments import actuators, force_meter  # noqa: E402, F401
+from .fixtures.instruments import actuators, force_meter, reference_meter  # noqa: E402, F401
 from .fixtures.record import check, record  # noqa: E402, F401
 from .fixtures.station import profile, rig, station  # noqa: E402, F401
 from .fixtures.table import plc, table  # noqa: E402, F401

@@ -48,7 +48,7 @@ class Steps:
         table.configure(settings)
         # Long enough for a ramp 25 % slower than set, then the 2 s + 2 s settle window.
         duration = settings["FORCE_SET"] / settings["RAMP_RATE"] / 0.75 + 5.0
-        acq = arm(meter, duration_s=duration, rate_hz=STEP_RATE_HZ, pretrigger_s=0.1)
+        acq = arm(meter, duration_s=duration, rate_hz=STEP_RATE_HZ, pretrigger_s=0.1, table=table)
         meter.trigger()
         table.command("START")
         trace = acq.fetch(table)

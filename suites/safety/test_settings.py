@@ -11,16 +11,16 @@ pytestmark = pytest.mark.safety
 def probes(profile):
     """(register, raw value, why) just outside every setting's range and every rule's limit."""
     out = []
-    for reg in profile.settings():
-        lo, hi = reg.raw_range()
+    for reg in profile.settings().values():
+        lo, hi = reg.raw_int(reg.min), reg.raw_int(reg.max)
         for raw, why in ((lo - 1, "below min"), (hi + 1, "above max")):
-            if reg.raw_representable(raw):
+            if _representable(reg, raw):
                 out.append((reg.name, raw, None, why))
     for rule in profile.rules:
         if rule.kind == "max_by":
             reg = profile.register(rule.register)
             for by_value, cap in rule.max.items():
-                raw = reg.to_raw(cap)[0] + 1
+                raw = reg.raw_int(cap) + 1
                 out.append((reg.name, raw, (rule.by, int(by_value)),
                             f"above max with {rule.by} {by_value}"))
     seen, unique = set(), []
@@ -29,6 +29,14 @@ def probes(profile):
             seen.add((p[0], p[1], p[2]))
             unique.append(p)
     return unique
+
+
+def _representable(reg, raw):
+    try:
+        reg.words(raw)
+    except ValueError:
+        return False
+    return True
 
 
 @pytest.mark.verifies("setting_limits")

@@ -14,7 +14,7 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
     kind = behaviour_for(profile)
     p = requirement.params
     kind.reach_condition(table, dict(requirement.settings))
-    acq = arm(reference_meter, duration_s=float(p["trace_s"]), rate_hz=200.0, pretrigger_s=0.2)
+    acq = arm(reference_meter, duration_s=float(p["trace_s"]), rate_hz=200.0, pretrigger_s=0.2, table=table)
     table.plc.heartbeat.stop()
     try:
         uptime_before = table.plc.last_heartbeat()
