@@ -1,1 +1,1 @@
-"""Root conftest: the rig plugin is registered by entry point (pyproject.toml); nothing else here."""
+"""Root conftest: the rig plugin is registered by entry point (pyproject.toml)."""

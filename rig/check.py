@@ -19,7 +19,9 @@ class RequirementCheck:
     the bindings (e.g. `set=300.0`). The test fails after its body if any measurement failed.
     """
 
-    def __init__(self, requirement: Requirement, record: RunRecord | None, *, model: str = "") -> None:
+    def __init__(
+        self, requirement: Requirement, record: RunRecord | None, *, model: str = ""
+    ) -> None:
         self.requirement = requirement
         self.record = record
         self.model = model
@@ -41,7 +43,9 @@ class RequirementCheck:
         env.update({k: float(v) for k, v in bindings.items()})
         return env
 
-    def measure(self, name: str, value: float | None, *, note: str = "", **bindings: float) -> Measurement:
+    def measure(
+        self, name: str, value: float | None, *, note: str = "", **bindings: float
+    ) -> Measurement:
         """Judge `value` for the requirement's measurement `name` and record it."""
         spec = self.requirement.measurement(name)
         trace, trace_sha = self._trace_ref or (None, None)
@@ -63,8 +67,9 @@ class RequirementCheck:
         _allure_step(m)
         return m
 
-    def measure_all(self, values: dict[str, float | None], *, note: str = "",
-                    **bindings: float) -> None:
+    def measure_all(
+        self, values: dict[str, float | None], *, note: str = "", **bindings: float
+    ) -> None:
         """Measure every quantity the requirement lists from `values` computed by the body."""
         for spec in self.requirement.measurements:
             if spec.name not in values:
@@ -74,8 +79,15 @@ class RequirementCheck:
                 )
             self.measure(spec.name, values[spec.name], note=note, **bindings)
 
-    def trace(self, label: str, trace: Trace, *, channel: str, marks: dict[str, float] | None = None,
-              lines: dict[str, float] | None = None) -> None:
+    def trace(
+        self,
+        label: str,
+        trace: Trace,
+        *,
+        channel: str,
+        marks: dict[str, float] | None = None,
+        lines: dict[str, float] | None = None,
+    ) -> None:
         """Keep a trace as evidence (CSV in the record, CSV and PNG in allure); later
         measurements refer to it."""
         name = _slug(f"{self.requirement.id}-{label}")
@@ -88,8 +100,14 @@ class RequirementCheck:
             png = None
         from .plots import plot_trace
 
-        image = plot_trace(trace, channel=channel, title=f"{self.requirement.id} {label}",
-                           marks=marks or {}, lines=lines or {}, path=png)
+        image = plot_trace(
+            trace,
+            channel=channel,
+            title=f"{self.requirement.id} {label}",
+            marks=marks or {},
+            lines=lines or {},
+            path=png,
+        )
         _allure_attach(name, csv, image)
 
     @property

@@ -23,37 +23,47 @@ class Progress:
     """A pytest plugin object that drives a rich progress display and collects outcomes."""
 
     def __init__(self, console: Any, total_hint: int = 0) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.console = console
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         )
         self.task = None
         self.errors: list[tuple[str, str]] = []
         self.record_dir: Path | None = None
         self.rig: Any = None
 
-    def pytest_collection_finish(self, session: Any) -> None:  # noqa: D102 - pytest hook
+    def pytest_collection_finish(self, session: Any) -> None:
         self.task = self.progress.add_task("certifying", total=len(session.items))
         self.progress.start()
 
-    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:  # noqa: D102
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         if self.task is not None:
             self.progress.update(self.task, description=nodeid.split("[")[-1].rstrip("]"))
 
-    def pytest_runtest_logreport(self, report: Any) -> None:  # noqa: D102
+    def pytest_runtest_logreport(self, report: Any) -> None:
         if report.failed and report.when != "call":
             self.errors.append((report.nodeid, str(report.longreprtext)[-2000:]))
         if report.when == "teardown" and self.task is not None:
             self.progress.advance(self.task)
 
-    def pytest_collectreport(self, report: Any) -> None:  # noqa: D102
+    def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             self.errors.append((report.nodeid or "collection", str(report.longreprtext)[-2000:]))
 
-    def pytest_sessionfinish(self, session: Any) -> None:  # noqa: D102
+    def pytest_sessionfinish(self, session: Any) -> None:
         self.progress.stop()
         from .plugin import RIG_KEY
 
@@ -67,19 +77,41 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
     from .profiles import load_profile
 
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     try:
         profile = load_profile(args.model)
     except RigError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
+    if args.defect:
+        from .emulators.defects import check_defects
+
+        try:
+            check_defects(profile.model.name, args.defect)
+        except RigError as e:
+            console.print(f"[red]error:[/red] {e}")
+            return 2
     if args.station and args.defect:
-        console.print("[red]error:[/red] --defect seeds defects in the emulated bench; it cannot "
-                      "be used with --station")
+        console.print(
+            "[red]error:[/red] --defect seeds defects in the emulated bench; it cannot "
+            "be used with --station"
+        )
         return 2
-    argv = [str(_suites_dir()), "--model", profile.model.name, "--serial", args.serial,
-            "--reports", args.reports, "-p", "no:terminal", "-p", "no:cacheprovider",
-            "--rootdir", str(_suites_dir().parent)]
+    argv = [
+        str(_suites_dir()),
+        "--model",
+        profile.model.name,
+        "--serial",
+        args.serial,
+        "--reports",
+        args.reports,
+        "-p",
+        "no:terminal",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(_suites_dir().parent),
+    ]
     if args.station:
         argv += ["--station", args.station]
     else:
@@ -95,8 +127,10 @@ def cmd_certify(args: argparse.Namespace) -> int:
     bench = "station " + args.station if args.station else f"emulated bench (scale {args.scale:g}"
     if not args.station:
         bench += f", defects: {', '.join(args.defect)})" if args.defect else ")"
-    console.print(f"[bold]rig {__version__}[/bold]: certifying {profile.model.name} serial "
-                  f"[bold]{args.serial}[/bold] on {bench}")
+    console.print(
+        f"[bold]rig {__version__}[/bold]: certifying {profile.model.name} serial "
+        f"[bold]{args.serial}[/bold] on {bench}"
+    )
     progress = Progress(console)
     code = pytest.main(argv, plugins=[progress])
     return report_certification(console, profile, progress, int(code))
@@ -129,10 +163,13 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
             table.add_row(req.id, req.quantity, "-", req.limit, f"[{colour}]{verdict}[/{colour}]")
         for i, m in enumerate(rows):
             table.add_row(
-                req.id if i == 0 else "", req.quantity if i == 0 else "",
-                f"{m.name} = {m.value_text()}", m.limit_text(),
-                f"[{colour}]{verdict}[/{colour}]" if i == 0 else
-                ("" if m.verdict == "PASS" else "[red]FAIL[/red]"),
+                req.id if i == 0 else "",
+                req.quantity if i == 0 else "",
+                f"{m.name} = {m.value_text()}",
+                m.limit_text(),
+                f"[{colour}]{verdict}[/{colour}]"
+                if i == 0
+                else ("" if m.verdict == "PASS" else "[red]FAIL[/red]"),
             )
     console.print(table)
     lines = [ln for ln in record.path.read_text().splitlines() if '"kind":"end"' in ln]
@@ -152,8 +189,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from .emulators.bench import EmulatedBench
     from .station import station_toml
 
-    bench = EmulatedBench(args.model, scale=args.scale, defects=tuple(args.defect or ()),
-                          seed=args.seed)
+    bench = EmulatedBench(
+        args.model, scale=args.scale, defects=tuple(args.defect or ()), seed=args.seed
+    )
     station = bench.start()
     text = station_toml(station)
     if args.station_out:
@@ -161,8 +199,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         tmp.write_text(text)
         tmp.replace(args.station_out)  # appears whole: readers poll for it
     if not args.quiet:
-        print(f"emulated {bench.model} bench, time scale {args.scale:g}, defects: "
-              f"{', '.join(sorted(bench.defects)) or 'none'}")
+        print(
+            f"emulated {bench.model} bench, time scale {args.scale:g}, defects: "
+            f"{', '.join(sorted(bench.defects)) or 'none'}"
+        )
         print(f"PLC   modbus tcp  {station.plc_host}:{station.plc_port} (unit 1)")
         for role, inst in station.instruments.items():
             print(f"{inst.model:<8} {role:<14} {inst.resource}")
@@ -225,12 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--station", help="station file of a real bench; default: an emulated bench")
     c.add_argument("--operator", default="", help="operator name for the record")
     c.add_argument("--reports", default="reports", help="where run records go (default reports/)")
-    c.add_argument("--scale", type=float, default=20.0,
-                   help="emulated bench time scale (default 20)")
+    c.add_argument(
+        "--scale", type=float, default=20.0, help="emulated bench time scale (default 20)"
+    )
     c.add_argument("--defect", action="append", help="seed a defect in the emulated bench")
     c.add_argument("--emulator", choices=("subprocess", "inprocess"), default="subprocess")
-    c.add_argument("--requirement", action="append",
-                   help="run only this requirement (repeatable): the unit is then not certified")
+    c.add_argument(
+        "--requirement",
+        action="append",
+        help="run only this requirement (repeatable): the unit is then not certified",
+    )
     c.add_argument("--no-allure", action="store_true", help="do not write allure results")
     c.set_defaults(func=cmd_certify)
 

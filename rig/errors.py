@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class RigError(Exception):
     """Base of every error the rig raises on purpose."""
@@ -30,7 +32,7 @@ class DeviceError(RigError):
 class ModbusExceptionError(DeviceError):
     """The PLC answered a request with a Modbus exception response."""
 
-    NAMES = {
+    NAMES: ClassVar[dict[int, str]] = {
         1: "illegal function",
         2: "illegal data address",
         3: "illegal data value",
@@ -88,7 +90,7 @@ class InstrumentError(DeviceError):
     def __init__(self, instrument: str, code: int, message: str, command: str = "") -> None:
         self.instrument, self.code, self.message, self.command = instrument, code, message, command
         after = f" after {command!r}" if command else ""
-        super().__init__(f"{instrument}: SCPI error {code},\"{message}\"{after}")
+        super().__init__(f'{instrument}: SCPI error {code},"{message}"{after}')
 
 
 class InstrumentTimeout(DeviceError):

@@ -25,8 +25,15 @@ class Acquisition:
         return self.meter.fetch_trace()
 
 
-def arm(meter: Any, *, duration_s: float, rate_hz: float, pretrigger_s: float = 0.0,
-        source: str = "BUS", table: Any = None) -> Acquisition:
+def arm(
+    meter: Any,
+    *,
+    duration_s: float,
+    rate_hz: float,
+    pretrigger_s: float = 0.0,
+    source: str = "BUS",
+    table: Any = None,
+) -> Acquisition:
     """Configure and arm an acquisition of `duration_s` after the trigger.
 
     With `table` given and a pre-trigger asked for, return only once the PLC clock shows the
@@ -45,8 +52,9 @@ class TractionBehaviour:
     channel = "FORC"
     stop_rate_hz = 1000.0
 
-    def reach_condition(self, table: Any, settings: dict[str, float], *,
-                        settle_s: float = 0.5) -> None:
+    def reach_condition(
+        self, table: Any, settings: dict[str, float], *, settle_s: float = 0.5
+    ) -> None:
         """Write the settings, START, wait until the table reports it is at its setpoint and
         has held there `settle_s` of device time."""
         table.configure(settings)
@@ -55,8 +63,9 @@ class TractionBehaviour:
         table.wait_status("at_setpoint", device_s=ramp * 2 + 10)
         table.wait_device(settle_s)
 
-    def stop_quantities(self, trace: Trace, params: dict[str, Any]) -> tuple[dict[str, float],
-                                                                              dict[str, float]]:
+    def stop_quantities(
+        self, trace: Trace, params: dict[str, Any]
+    ) -> tuple[dict[str, float], dict[str, float]]:
         """Reaction and release of a safety stop; returns (quantities, instants to plot)."""
         t, f = trace.t, trace[self.channel]
         level = float(params.get("release_level", 15.0))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +26,24 @@ CHECK_KEY = pytest.StashKey[Any]()
 
 OPTIONS: list[tuple[str, str, str, Any]] = [
     # (option, ini name, help, default)
-    ("--station", "rig_station", "station file (TOML) of a real bench; none: an emulated bench", None),
+    (
+        "--station",
+        "rig_station",
+        "station file (TOML) of a real bench; none: an emulated bench",
+        None,
+    ),
     ("--model", "rig_model", "table model to certify, e.g. TT-890", None),
     ("--serial", "rig_serial", "serial number of the unit under test (as scanned)", None),
     ("--operator", "rig_operator", "name of the operator", None),
     ("--reports", "rig_reports", "directory for run records", "reports"),
     ("--scale", "rig_scale", "time scale of the emulated bench", "20"),
     ("--defect", "rig_defects", "seed a named defect in the emulated bench (repeatable)", None),
-    ("--emulator", "rig_emulator", "run the emulated bench in a 'subprocess' or 'inprocess'",
-     "subprocess"),
+    (
+        "--emulator",
+        "rig_emulator",
+        "run the emulated bench in a 'subprocess' or 'inprocess'",
+        "subprocess",
+    ),
 ]
 
 
@@ -93,8 +104,10 @@ class RigSession:
         """The model named by option, or by the station file's table (the PLC's KIND)."""
         model = _opt(self.config, "rig_model")
         if not model:
-            raise ConfigError("no table model given: pass --model (e.g. --model TT-890) or set "
-                              "rig_model in the ini file")
+            raise ConfigError(
+                "no table model given: pass --model (e.g. --model TT-890) or set "
+                "rig_model in the ini file"
+            )
         return str(model)
 
     def get_profile(self) -> Any:
@@ -129,16 +142,21 @@ class RigSession:
         path = _opt(self.config, "rig_station")
         if path:
             if self.defects():
-                raise ConfigError("--defect seeds defects in an emulated bench; it cannot be "
-                                  "used with --station")
+                raise ConfigError(
+                    "--defect seeds defects in an emulated bench; it cannot be used with --station"
+                )
             self.station = load_station(path)
             return self.station
         mode = str(_opt(self.config, "rig_emulator"))
         if mode == "inprocess":
             from .emulators.bench import EmulatedBench
 
-            self._bench = EmulatedBench(self.model(), scale=self.scale(),
-                                        defects=tuple(self.defects()), seed=_seed(self.config))
+            self._bench = EmulatedBench(
+                self.model(),
+                scale=self.scale(),
+                defects=tuple(self.defects()),
+                seed=_seed(self.config),
+            )
             self.station = self._bench.start()
         elif mode == "subprocess":
             self.station = self._start_subprocess()
@@ -149,12 +167,23 @@ class RigSession:
     def _start_subprocess(self) -> Station:
         self._tmp = tempfile.TemporaryDirectory(prefix="rig-bench-")
         out = Path(self._tmp.name) / "station.toml"
-        cmd = [sys.executable, "-m", "rig.cli", "emulate", self.model(), "--scale",
-               str(self.scale()), "--station-out", str(out), "--seed", str(_seed(self.config)),
-               "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rig.cli",
+            "emulate",
+            self.model(),
+            "--scale",
+            str(self.scale()),
+            "--station-out",
+            str(out),
+            "--seed",
+            str(_seed(self.config)),
+            "--quiet",
+        ]
         for d in self.defects():
             cmd += ["--defect", d]
-        log = open(Path(self._tmp.name) / "emulator.log", "w")  # noqa: SIM115 - lives with the bench
+        log = open(Path(self._tmp.name) / "emulator.log", "w")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not out.exists():
@@ -172,7 +201,7 @@ class RigSession:
         for d in self.drivers.values():
             try:
                 d.close()
-            except Exception:  # noqa: BLE001 - closing; errors here change nothing
+            except Exception:
                 pass
         self.drivers.clear()
         if self._bench is not None:
@@ -247,9 +276,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_call(item: pytest.Item) -> Any:
     """After the body ran, fail the test if any of its measurements failed its limit."""
     result = yield
-    check = item.stash.get(CHECK_KEY, None)
-    if check is not None and check.verdict() != PASS:
-        raise AssertionError(check.failure_text())
+    chk = item.stash.get(CHECK_KEY, None)
+    if chk is not None and chk.verdict() != PASS:
+        raise AssertionError(chk.failure_text())
     return result
 
 
@@ -257,44 +286,77 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Conclude the requirement's verdict in the record once its teardown (safe state) is done."""
     report = yield
-    check = item.stash.get(CHECK_KEY, None)
-    if check is None:
+    chk = item.stash.get(CHECK_KEY, None)
+    if chk is None:
         return report
     outcomes = item.stash.setdefault(_OUTCOMES, {})
     outcomes[call.when] = (report.outcome, call.excinfo)
     if call.when == "teardown":
         rs: RigSession = item.config.stash[RIG_KEY]
-        verdict = check.verdict()
+        verdict = chk.verdict()
         note = ""
         for phase in ("setup", "call", "teardown"):
             outcome, excinfo = outcomes.get(phase, ("passed", None))
-            if outcome == "failed" and excinfo is not None and not excinfo.errisinstance(
-                AssertionError
+            if (
+                outcome == "failed"
+                and excinfo is not None
+                and not excinfo.errisinstance(AssertionError)
             ):
                 verdict = ERROR if verdict == PASS or phase != "call" else verdict
                 note = f"{phase}: {excinfo.typename}: {excinfo.value}"
                 if phase != "call":
                     verdict = ERROR
         if rs.record is not None:
-            rs.record.conclude_requirement(check.requirement.id, verdict, note)
+            rs.record.conclude_requirement(chk.requirement.id, verdict, note)
     return report
 
 
 _OUTCOMES = pytest.StashKey[dict]()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    """Ctrl-C: the fixtures' teardown still brings the table to a safe state; remember why."""
+    """Ctrl-C: command STOP at once, before pytest formats anything; the fixtures' teardown
+    then verifies the safe state as after any test."""
     for rs in _SESSIONS:
         rs.interrupted = True
+        if rs.table is None:
+            continue
+        try:
+            rs.table.plc.command("STOP")
+            sent = "STOP sent"
+        except Exception as e:
+            sent = f"STOP not sent: {e}"
+        if rs.record is not None:
+            rs.record.event(f"interrupted: {sent}")
 
 
 _SESSIONS: list[RigSession] = []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Track the session for the interrupt hook."""
-    _SESSIONS.append(session.config.stash[RIG_KEY])
+    """Check the user's inputs before anything runs, and make SIGTERM behave like Ctrl-C."""
+    rs: RigSession = session.config.stash[RIG_KEY]
+    _SESSIONS.append(rs)
+    try:
+        if _opt(session.config, "rig_station"):
+            rs.get_station()
+        if rs.defects():
+            from .emulators.defects import check_defects
+
+            check_defects(rs.model(), rs.defects())
+        if _opt(session.config, "rig_model"):
+            rs.get_profile()
+            rs.scale()
+    except ConfigError as e:
+        raise pytest.UsageError(str(e)) from None
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # the fixtures' teardown (safe state) runs on KeyboardInterrupt, not on a bare SIGTERM
+    raise KeyboardInterrupt("SIGTERM")
 
 
 @pytest.hookimpl(trylast=True)
@@ -326,8 +388,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             overall = FAIL
         else:
             overall = PASS
-        rs.record.end(overall, complete=complete, not_run=missing,
-                      unsafe=rs.unsafe, rig_version=__version__)
+        rs.record.end(
+            overall, complete=complete, not_run=missing, unsafe=rs.unsafe, rig_version=__version__
+        )
 
 
 def _shout(session: pytest.Session, text: str) -> None:

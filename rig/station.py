@@ -53,7 +53,7 @@ def _need(table: dict, key: str, kind: type, where: str) -> object:
     if key not in table:
         raise StationError(f"{where}: missing key {key!r}")
     value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise StationError(f"{where}.{key} = {value!r}: expected {kind.__name__}")
     return value
 
@@ -124,6 +124,10 @@ def station_toml(station: Station) -> str:
         "",
     ]
     for role, inst in station.instruments.items():
-        lines += [f"[instruments.{role}]", f'model = "{inst.model}"',
-                  f'resource = "{inst.resource}"', ""]
+        lines += [
+            f"[instruments.{role}]",
+            f'model = "{inst.model}"',
+            f'resource = "{inst.resource}"',
+            "",
+        ]
     return "\n".join(lines)

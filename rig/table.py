@@ -1,4 +1,4 @@
-"""The table under test: one object owns its state and knows how to bring it to a verified safe one."""
+"""The table under test: one object owns its state and brings it to a verified safe one."""
 
 from __future__ import annotations
 
@@ -71,8 +71,12 @@ class Table:
     def wait_device(self, seconds: float) -> None:
         """Wait until the PLC clock has advanced `seconds` (device time, not a host sleep)."""
         end = self.plc.uptime_ms() + seconds * 1000.0
-        wait_until(lambda: self.plc.uptime_ms() >= end, self.wall_timeout(seconds),
-                   interval=0.002, what=f"{seconds} s of PLC device time")
+        wait_until(
+            lambda: self.plc.uptime_ms() >= end,
+            self.wall_timeout(seconds),
+            interval=0.002,
+            what=f"{seconds} s of PLC device time",
+        )
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> str:

@@ -1,4 +1,4 @@
-"""One instrument acquisition: samples per channel, stamped in device time relative to the trigger."""
+"""One instrument acquisition: samples per channel, in device time relative to the trigger."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ class Trace:
             if len(x) != n:
                 raise ValueError(f"channel {name} has {len(x)} samples, expected {n}")
         t = (np.arange(n, dtype=float) - pretrigger) / float(rate)
-        return cls(t=t, channels=channels, units=units, rate=rate, pretrigger=pretrigger,
-                   source=source)
+        return cls(
+            t=t, channels=channels, units=units, rate=rate, pretrigger=pretrigger, source=source
+        )
 
     def __getitem__(self, channel: str) -> np.ndarray:
         return self.channels[channel]

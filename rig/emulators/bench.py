@@ -1,4 +1,4 @@
-"""An emulated bench: one world, the table's PLC on Modbus TCP and the instruments on SCPI sockets."""
+"""An emulated bench: one world, the PLC on Modbus TCP, the instruments on SCPI sockets."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ class EmulatedBench:
 
         try:
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        except Exception:  # noqa: BLE001 - shutting down; nothing left to protect
+        except Exception:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:

@@ -60,7 +60,7 @@ class Track:
     def is_moving(self, t: float) -> bool:
         """True while the plan at `t` has any velocity or acceleration."""
         k = self._index(t)
-        x, v = self.state(t)
+        _, v = self.state(t)
         return abs(v) > 1e-12 or abs(self._a[k]) > 1e-12 or k < len(self._t) - 1
 
     # -- planning ----------------------------------------------------------------------------
@@ -101,7 +101,7 @@ class Track:
         self.append(t, x, 0.0, 0.0)
 
     def linear_to(self, t: float, target: float, rate: float) -> float:
-        """From its value at `t`, move at `rate` (>0, units/s) to `target` and stay. Returns arrival."""
+        """From its value at `t`, move at `rate` (> 0, units/s) to `target`; returns arrival."""
         if rate <= 0:
             raise ValueError("rate must be > 0")
         x, _ = self.cut(t)
@@ -171,7 +171,7 @@ class Track:
 
     # -- events ------------------------------------------------------------------------------
     def first_time(self, t_from: float, level: float, *, above: bool = True) -> float:
-        """Earliest t >= t_from at which x > level (above) or x < level (not above); inf if never."""
+        """Earliest t >= t_from with x > level (above) or x < level (not above); inf if never."""
         sign = 1.0 if above else -1.0
         n = len(self._t)
         for k in range(self._index(t_from), n):

@@ -42,8 +42,9 @@ class Steps:
             self._done[key] = self._run(table, meter, settings, key)
         return self._done[key]
 
-    def _run(self, table: Any, meter: Any, settings: dict[str, float],
-             key: tuple[tuple[str, float], ...]) -> Step:
+    def _run(
+        self, table: Any, meter: Any, settings: dict[str, float], key: tuple[tuple[str, float], ...]
+    ) -> Step:
         table.ready()
         table.configure(settings)
         # Long enough for a ramp 25 % slower than set, then the 2 s + 2 s settle window.

@@ -25,9 +25,13 @@ def test_settled_force(requirement, check, table, force_meter, steps):
         t, f = step.trace.t, step.trace["FORC"]
         t_in = analysis.settle_instant(t, f, target=target, tolerance=tol)
         value = analysis.settled_value(t, f, target=target, tolerance=tol)
-        check.trace(f"{step.set:g}N", step.trace, channel="FORC",
-                    marks={"within limit": t_in, "window start": t_in + 2.0},
-                    lines={"set": step.set})
+        check.trace(
+            f"{step.set:g}N",
+            step.trace,
+            channel="FORC",
+            marks={"within limit": t_in, "window start": t_in + 2.0},
+            lines={"set": step.set},
+        )
         check.measure("settled_force", value, set=step.set)
 
 
@@ -39,9 +43,15 @@ def test_ramp_rate(requirement, check, table, force_meter, steps):
         t, f = step.trace.t, step.trace["FORC"]
         start = float(requirement.params["step_from"])
         rate = analysis.ramp_rate(t, f, start_level=start, end_level=step.set)
-        check.trace(f"{settings['RAMP_RATE']:g}Nps", step.trace, channel="FORC",
-                    lines={"10 %": start + 0.1 * (step.set - start),
-                           "90 %": start + 0.9 * (step.set - start)})
+        check.trace(
+            f"{settings['RAMP_RATE']:g}Nps",
+            step.trace,
+            channel="FORC",
+            lines={
+                "10 %": start + 0.1 * (step.set - start),
+                "90 %": start + 0.9 * (step.set - start),
+            },
+        )
         check.measure("ramp_rate", rate, rate=settings["RAMP_RATE"])
 
 
@@ -52,8 +62,12 @@ def test_overshoot(requirement, check, profile, table, force_meter, steps):
         for settings in steps_of(profile.requirement(source)):
             step = steps.get(table, force_meter, settings)
             peak = analysis.peak(step.trace.t, step.trace["FORC"])
-            check.measure("peak_force", peak, set=step.set,
-                          note=f"step of {source}, RAMP_RATE {settings['RAMP_RATE']:g}")
+            check.measure(
+                "peak_force",
+                peak,
+                set=step.set,
+                note=f"step of {source}, RAMP_RATE {settings['RAMP_RATE']:g}",
+            )
 
 
 @pytest.mark.verifies("plc_reading")
@@ -62,9 +76,12 @@ def test_plc_reading(requirement, check, profile, table, force_meter, steps):
     for source in requirement.params["steps_of"]:
         for settings in steps_of(profile.requirement(source)):
             step = steps.get(table, force_meter, settings)
-            check.measure("plc_error", abs(step.plc_force - step.lc_force),
-                          reading=step.lc_force,
-                          note=f"PLC {step.plc_force:.2f} N, LC {step.lc_force:.2f} N")
+            check.measure(
+                "plc_error",
+                abs(step.plc_force - step.lc_force),
+                reading=step.lc_force,
+                note=f"PLC {step.plc_force:.2f} N, LC {step.lc_force:.2f} N",
+            )
 
 
 @pytest.mark.verifies("intermittent")
@@ -95,18 +112,22 @@ def test_intermittent(requirement, check, table, force_meter):
     rests = [(a, b) for a, b in rests if b is not None]
     judged_holds = holds[1:]  # the first hold is entered from 0 N: not judged
     if len(rests) < cycles or len(judged_holds) < cycles - 1:
-        check.measure("rest_width", None,
-                      note=f"only {len(rests)} complete rests and {len(judged_holds)} judged holds "
-                           f"in {duration:.0f} s; the condition needs {cycles} cycles")
+        check.measure(
+            "rest_width",
+            None,
+            note=f"only {len(rests)} complete rests and {len(judged_holds)} judged holds "
+            f"in {duration:.0f} s; the condition needs {cycles} cycles",
+        )
         return
-    for a, b in judged_holds[: cycles]:
+    for a, b in judged_holds[:cycles]:
         check.measure("hold_width", b - a)
     target, tol = _tolerance(check, "rest_force")
     for a, b in rests[:cycles]:
         check.measure("rest_width", b - a)
         window = (t >= a) & (t <= b)
-        check.measure("rest_force", analysis.settled_value(t[window], f[window], target=target,
-                                                           tolerance=tol))
+        check.measure(
+            "rest_force", analysis.settled_value(t[window], f[window], target=target, tolerance=tol)
+        )
 
 
 @pytest.mark.verifies("session_length")
@@ -122,10 +143,13 @@ def test_session_length(requirement, check, table, force_meter):
     t, f = trace.t, trace["FORC"]
     half = 0.5 * s["FORCE_SET"]
     rises, falls = analysis.crossings(t, f, threshold=half, hysteresis=0.05 * s["FORCE_SET"])
-    check.trace("session", trace, channel="FORC",
-                marks={"start": rises[0] if len(rises) else None,
-                       "end": falls[-1] if len(falls) else None},
-                lines={"50 %": half})
+    check.trace(
+        "session",
+        trace,
+        channel="FORC",
+        marks={"start": rises[0] if len(rises) else None, "end": falls[-1] if len(falls) else None},
+        lines={"50 %": half},
+    )
     if len(rises) == 0 or len(falls) == 0 or falls[-1] < rises[0]:
         check.measure("session_width", None, note="no complete session in the trace")
         return

@@ -26,6 +26,8 @@ def test_interlocks(requirement, check, profile, table, actuators, reference_met
             code = e.code
         trace = acq.fetch(table)
         check.trace(relay, trace, channel=kind.channel)
-        check.measure_all({"exception_code": code, "motion": kind.motion(trace)},
-                          note=f"START with {relay} relay ON")
+        check.measure_all(
+            {"exception_code": code, "motion": kind.motion(trace)},
+            note=f"START with {relay} relay ON",
+        )
         setattr(actuators, relay, False)

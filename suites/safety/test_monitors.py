@@ -19,7 +19,13 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
     table.plc.write("SERVICE_KEY", p.get("service_key", 42405))
     offset = float(p["offset_fraction"]) * s["FORCE_SET"]
     table.plc.write("SENSOR_OFFSET", offset)
-    acq = arm(reference_meter, duration_s=float(p["trace_s"]), rate_hz=500.0, pretrigger_s=0.1, table=table)
+    acq = arm(
+        reference_meter,
+        duration_s=float(p["trace_s"]),
+        rate_hz=500.0,
+        pretrigger_s=0.1,
+        table=table,
+    )
     reference_meter.trigger()
     # the trigger instant is at or before this reading: trip times from it are upper bounds
     u_after = table.plc.uptime_ms()
@@ -35,6 +41,5 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
         "release_after_trip": None if trip is None else release - trip,
         "peak_force": analysis.peak(t, f),
     }
-    check.trace("trip", trace, channel=kind.channel,
-                marks={"trip (PLC)": trip, "release": release})
+    check.trace("trip", trace, channel=kind.channel, marks={"trip (PLC)": trip, "release": release})
     check.measure_all(values, note=f"SENSOR_OFFSET {offset:g}")

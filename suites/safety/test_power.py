@@ -14,20 +14,34 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
     kind = behaviour_for(profile)
     p = requirement.params
     kind.reach_condition(table, dict(requirement.settings))
-    off = arm(reference_meter, duration_s=float(p["off_s"]), rate_hz=200.0, pretrigger_s=0.2,
-              source="EXT", table=table)
+    off = arm(
+        reference_meter,
+        duration_s=float(p["off_s"]),
+        rate_hz=200.0,
+        pretrigger_s=0.2,
+        source="EXT",
+        table=table,
+    )
     rate = table.plc.clock_rate()
     table.plc.heartbeat.stop()
     try:
         actuators.power = False
         off_trace = off.fetch(table)
-        on = arm(reference_meter, duration_s=float(p["quiet_s"]), rate_hz=200.0,
-                 pretrigger_s=0.0, source="EXT")
+        on = arm(
+            reference_meter,
+            duration_s=float(p["quiet_s"]),
+            rate_hz=200.0,
+            pretrigger_s=0.0,
+            source="EXT",
+        )
         actuators.power = True
         # poll at a small fraction of a device second so the first answer is seen promptly
         step = 0.02 / rate
-        table.plc.wait_responding(table.wall_timeout(float(p["quiet_s"]) * 2),
-                                  request_timeout=max(step, 0.002), interval=step)
+        table.plc.wait_responding(
+            table.wall_timeout(float(p["quiet_s"]) * 2),
+            request_timeout=max(step, 0.002),
+            interval=step,
+        )
         # UPTIME_MS counts from power on, boot included: the first answer's value bounds the
         # answer time from above
         answer_time = table.plc.uptime_ms() / 1000.0

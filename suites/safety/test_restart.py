@@ -18,8 +18,14 @@ def test_no_restart(requirement, check, profile, table, actuators, reference_met
     table.wait_state("ESTOP", "FAULT")
     table.wait_status("motor_enabled", value=False)
     quiet = float(p["quiet_s"])
-    acq = arm(reference_meter, duration_s=quiet + 1.0, rate_hz=100.0, pretrigger_s=0.1,
-              source="EXT", table=table)
+    acq = arm(
+        reference_meter,
+        duration_s=quiet + 1.0,
+        rate_hz=100.0,
+        pretrigger_s=0.1,
+        source="EXT",
+        table=table,
+    )
     setattr(actuators, relay, False)
     table.command("RESET")
     trace = acq.fetch(table)

@@ -21,8 +21,14 @@ def probes(profile):
             reg = profile.register(rule.register)
             for by_value, cap in rule.max.items():
                 raw = reg.raw_int(cap) + 1
-                out.append((reg.name, raw, (rule.by, int(by_value)),
-                            f"above max with {rule.by} {by_value}"))
+                out.append(
+                    (
+                        reg.name,
+                        raw,
+                        (rule.by, int(by_value)),
+                        f"above max with {rule.by} {by_value}",
+                    )
+                )
     seen, unique = set(), []
     for p in out:
         if (p[0], p[1], p[2]) not in seen:
@@ -59,8 +65,12 @@ def test_setting_limits(requirement, check, profile, table, reference_meter):
         note = f"{name} raw {raw} ({why})"
         check.measure("exception_code", code, note=note)
         check.measure("register_unchanged", int(after == before), note=note)
-    acq = arm(reference_meter, duration_s=float(requirement.params["still_s"]),
-              rate_hz=100.0, pretrigger_s=0.0)
+    acq = arm(
+        reference_meter,
+        duration_s=float(requirement.params["still_s"]),
+        rate_hz=100.0,
+        pretrigger_s=0.0,
+    )
     reference_meter.trigger()
     trace = acq.fetch(table)
     check.trace("after-writes", trace, channel=kind.channel)

@@ -17,8 +17,14 @@ def test_safety_stop(requirement, check, profile, table, actuators, reference_me
         if i:
             table.ready()
         kind.reach_condition(table, dict(requirement.settings))
-        acq = arm(reference_meter, duration_s=float(requirement.params["trace_s"]),
-                  rate_hz=kind.stop_rate_hz, pretrigger_s=0.2, table=table, source="EXT")
+        acq = arm(
+            reference_meter,
+            duration_s=float(requirement.params["trace_s"]),
+            rate_hz=kind.stop_rate_hz,
+            pretrigger_s=0.2,
+            table=table,
+            source="EXT",
+        )
         setattr(actuators, relay, True)
         trace = acq.fetch(table)
         values, marks = kind.stop_quantities(trace, requirement.params)

@@ -14,7 +14,13 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
     kind = behaviour_for(profile)
     p = requirement.params
     kind.reach_condition(table, dict(requirement.settings))
-    acq = arm(reference_meter, duration_s=float(p["trace_s"]), rate_hz=200.0, pretrigger_s=0.2, table=table)
+    acq = arm(
+        reference_meter,
+        duration_s=float(p["trace_s"]),
+        rate_hz=200.0,
+        pretrigger_s=0.2,
+        table=table,
+    )
     table.plc.heartbeat.stop()
     try:
         uptime_before = table.plc.last_heartbeat()
@@ -31,6 +37,10 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
         "fault_time": fault_time,
         "force_after": kind.motion(trace, start=quiet),
     }
-    check.trace("comm-loss", trace, channel=kind.channel,
-                marks={"fault (PLC)": fault_time, "quiet from": quiet})
+    check.trace(
+        "comm-loss",
+        trace,
+        channel=kind.channel,
+        marks={"fault (PLC)": fault_time, "quiet from": quiet},
+    )
     check.measure_all(values)

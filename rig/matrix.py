@@ -1,0 +1,79 @@
+"""Certify an emulated bench in a child process and read the verdicts back from its record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Verdicts of one certification run."""
+
+    defects: tuple[str, ...]
+    verdicts: dict[str, str]
+    overall: str
+    wall_s: float
+    record: Path | None
+    output: str
+    returncode: int = 0
+
+    def failing(self) -> set[str]:
+        """Requirements that did not pass."""
+        return {r for r, v in self.verdicts.items() if v != "PASS"}
+
+
+def certify_emulated(
+    model: str,
+    *,
+    defects: tuple[str, ...] = (),
+    scale: float = 20.0,
+    reports: Path,
+    requirements: tuple[str, ...] = (),
+    timeout: float = 900.0,
+) -> Outcome:
+    """Run `rig certify` on an emulated bench in a child process; verdicts from the record."""
+    reports = Path(reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    before = set(reports.glob("*/record.jsonl"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "rig.cli",
+        "certify",
+        model,
+        "--serial",
+        "MATRIX",
+        "--scale",
+        str(scale),
+        "--reports",
+        str(reports),
+        "--no-allure",
+    ]
+    for d in defects:
+        cmd += ["--defect", d]
+    for r in requirements:
+        cmd += ["--requirement", r]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    wall = time.monotonic() - t0
+    new = sorted(set(reports.glob("*/record.jsonl")) - before)
+    if not new:
+        return Outcome(
+            defects, {}, "NO RECORD", wall, None, proc.stdout + proc.stderr, proc.returncode
+        )
+    verdicts: dict[str, str] = {}
+    overall = "INCOMPLETE"
+    for line in new[-1].read_text().splitlines():
+        obj = json.loads(line)
+        if obj["kind"] == "requirement":
+            verdicts[obj["requirement"]] = obj["verdict"]
+        elif obj["kind"] == "end":
+            overall = obj["verdict"]
+    return Outcome(
+        defects, verdicts, overall, wall, new[-1], proc.stdout + proc.stderr, proc.returncode
+    )

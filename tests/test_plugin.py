@@ -1,0 +1,158 @@
+"""The pytest plugin, tested with pytester: options, markers, parametrisation, safe state."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+BENCH = [
+    "--model",
+    "TT-890",
+    "--serial",
+    "T1",
+    "--scale",
+    "20",
+    "--emulator",
+    "inprocess",
+    "-p",
+    "no:randomly",
+]
+
+
+def _record(reports: Path) -> list[dict]:
+    (path,) = list(reports.glob("*/record.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_markers_are_registered(pytester):
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["*verifies(test)*", "*safety*", "*performance*"])
+
+
+def test_every_option_has_an_ini_twin(pytester):
+    pytester.makeini("[pytest]\nrig_model = TT-890\nrig_serial = INI-1\nrig_scale = 7\n")
+    pytester.makepyfile(
+        """
+        def test_opts(rig):
+            assert rig.model() == "TT-890"
+            assert rig.scale() == 7.0
+        """
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
+    # the command line wins over the ini file
+    pytester.makepyfile(
+        """
+        def test_opts(rig):
+            assert rig.scale() == 3.0
+        """
+    )
+    pytester.runpytest("--scale", "3", "-p", "no:randomly").assert_outcomes(passed=1)
+
+
+def test_suites_are_parametrised_by_the_profile(pytester):
+    result = pytester.runpytest(str(SUITES), "--model", "TT-890", "--collect-only", "-q")
+    ids = [line for line in result.stdout.lines if "::" in line]
+    from rig.profiles import load_profile
+
+    expected = {r.id for r in load_profile("TT-890").requirements}
+    assert {line.split("[")[-1].rstrip("]") for line in ids} == expected
+    assert len(ids) == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "TT-999"], "unknown table model 'TT-999'"),
+        (["--model", "TT-890", "--defect", "nope"], "unknown defect 'nope'"),
+        (["--model", "TT-890", "--scale", "-1"], "--scale '-1': expected a number > 0"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(pytester, args, message):
+    result = pytester.runpytest(str(SUITES), *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_bad_station_file_names_file_and_key(pytester):
+    station = pytester.makefile(".toml", station='[plc]\nhost = "127.0.0.1"\nport = "x"\n')
+    result = pytester.runpytest(str(SUITES), "--model", "TT-890", "--station", str(station))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*station.toml: plc.port = 'x': expected an integer 1-65535*"])
+
+
+BODY = """
+import pytest
+
+def _run(table):
+    table.configure({{"MODE": 0, "HARNESS": 0, "FORCE_SET": 300.0, "RAMP_RATE": 100.0}})
+    table.command("START")
+    table.wait_status("motor_enabled")
+
+def test_body(table, record):
+    _run(table)
+    assert table.state() == "RUNNING"
+    {action}
+"""
+
+
+def _safe_events(reports):
+    return [e for e in _record(reports) if e["kind"] == "event"]
+
+
+def test_safe_state_after_an_exception(pytester, tmp_path):
+    pytester.makepyfile(BODY.format(action='raise RuntimeError("boom")'))
+    result = pytester.runpytest(*BENCH, "--reports", str(tmp_path))
+    result.assert_outcomes(failed=1)
+    (event,) = _safe_events(tmp_path)[:1]
+    assert event["event"] == "safe state confirmed"
+    assert event["actions"] == ["STOP"]
+    assert event["state"] == "IDLE" and event["motor_enabled"] is False
+    assert abs(event["reference"]) <= 15.0
+
+
+def test_safe_state_after_ctrl_c_and_record_incomplete(pytester, tmp_path):
+    pytester.makepyfile(BODY.format(action="raise KeyboardInterrupt"))
+    result = pytester.runpytest_subprocess(*BENCH, "--reports", str(tmp_path))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    lines = _record(tmp_path)
+    events = [e for e in lines if e["kind"] == "event"]
+    assert events[0]["event"] == "interrupted: STOP sent"
+    assert events[1]["event"] == "safe state confirmed"
+    # stopped by the rig's STOP (a controlled stop to IDLE), not by the PLC's watchdog
+    assert events[1]["state"] == "IDLE" and events[1]["fault"] == "NONE"
+    assert events[1]["motor_enabled"] is False
+    assert lines[-1]["kind"] == "end" and lines[-1]["verdict"] == "INCOMPLETE"
+
+
+def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
+    # the PLC disappears mid-test (cable pulled): the rig must not pretend the table is safe
+    pytester.makeconftest(
+        """
+        import asyncio
+        import pytest
+
+        @pytest.fixture
+        def pull_cable(rig):
+            def pull():
+                bench = rig._bench
+                fut = asyncio.run_coroutine_threadsafe(bench._servers[0].shutdown(), bench._loop)
+                fut.result(timeout=10)
+            return pull
+        """
+    )
+    pytester.makepyfile(
+        BODY.replace(
+            "def test_body(table, record):", "def test_body(table, record, pull_cable):"
+        ).format(action="pull_cable()")
+    )
+    result = pytester.runpytest(*BENCH, "--reports", str(tmp_path))
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*table not confirmed safe*PLC does not answer*"])
+    result.stdout.fnmatch_lines(["*TABLE NOT CONFIRMED SAFE*"])
+    events = [e["event"] for e in _safe_events(tmp_path)]
+    assert "safe state NOT confirmed" in events
+    assert _record(tmp_path)[-1]["verdict"] != "PASS"

@@ -1,0 +1,31 @@
+"""Verdicts do not depend on the emulator's time scale: timing-critical requirements measured
+at two scales give the same verdicts and the same device-time figures."""
+
+import json
+
+from rig.matrix import certify_emulated
+
+TIMED = ("TT-SAF-05", "TT-SAF-06", "TT-SAF-08")
+
+
+def _values(out):
+    values = {}
+    for line in out.record.read_text().splitlines():
+        obj = json.loads(line)
+        if obj["kind"] == "measurement":
+            values[(obj["requirement"], obj["name"], obj["note"])] = obj["value"]
+    return values
+
+
+def test_same_verdicts_and_device_times_at_scale_2_and_40(tmp_path):
+    slow = certify_emulated("TT-890", scale=2, requirements=TIMED, reports=tmp_path / "s2")
+    fast = certify_emulated("TT-890", scale=40, requirements=TIMED, reports=tmp_path / "s40")
+    assert slow.verdicts == fast.verdicts == {r: "PASS" for r in TIMED}, slow.output + fast.output
+    a, b = _values(slow), _values(fast)
+    assert a.keys() == b.keys()
+    # fault time from the PLC's own clock: equal within a few device ms at either scale
+    key = ("TT-SAF-05", "fault_time", "")
+    assert abs(a[key] - b[key]) < 0.02, (a[key], b[key])
+    # the answer time is an upper bound that includes one host poll: within 0.1 device s
+    key = ("TT-SAF-06", "answer_time", "")
+    assert abs(a[key] - b[key]) < 0.1, (a[key], b[key])
