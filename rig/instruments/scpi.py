@@ -2,7 +2,7 @@
 
 A driver class declares each instrument parameter as a class attribute (`control`,
 `measurement`) with a strict validator, as PyMeasure does. Every exchange checks the
-instrument's error queue on the same line (`<command>;:SYST:ERR?`), so a device error always
+instrument's error queue on the same line (`<command>;SYST:ERR?`), so a device error always
 raises a typed exception and costs no extra round trip, and a failing query costs no timeout.
 """
 
@@ -489,7 +489,7 @@ class ScpiInstrument:
             transport = self._ready()
             reply: bytes | str | None = None
             try:
-                transport.write(f"{command};:SYST:ERR?")
+                transport.write(f"{command};SYST:ERR?")
                 first = self._read_message(transport, command)
                 if query and not (isinstance(first, str) and _ERROR_LINE.match(first)):
                     reply = first

@@ -47,8 +47,9 @@ class Steps:
     ) -> Step:
         table.ready()
         table.configure(settings)
-        # Long enough for a ramp 25 % slower than set, then the 2 s + 2 s settle window.
-        duration = settings["FORCE_SET"] / settings["RAMP_RATE"] / 0.75 + 5.0
+        # Long enough for a ramp 25 % slower than set, a table that settles slowly, and the
+        # 2 s + 2 s settle window.
+        duration = settings["FORCE_SET"] / settings["RAMP_RATE"] / 0.75 + 8.0
         acq = arm(meter, duration_s=duration, rate_hz=STEP_RATE_HZ, pretrigger_s=0.1, table=table)
         meter.trigger()
         table.command("START")
