@@ -21,12 +21,12 @@ OK = '0,"No error"'
 
 def cmd(command: str) -> tuple[str, str]:
     """A command that succeeds: the driver appends the error check, the queue is empty."""
-    return (f"{command};SYST:ERR?", OK)
+    return (f"{command}\nSYST:ERR?", OK)
 
 
 def query(q: str, reply: str | bytes) -> tuple[str, list[str | bytes]]:
     """A query that succeeds: its reply, then the empty-queue line."""
-    return (f"{q};SYST:ERR?", [reply, OK])
+    return (f"{q}\nSYST:ERR?", [reply, OK])
 
 
 def block(values) -> bytes:
@@ -52,7 +52,7 @@ def test_unexpected_write_fails():
 
 def test_unread_reply_fails():
     with pytest.raises(AssertionError, match="unread"):
-        with expected_protocol(LC2000, [("*RST;SYST:ERR?", [OK, "junk"])]) as lc:
+        with expected_protocol(LC2000, [("*RST\nSYST:ERR?", [OK, "junk"])]) as lc:
             lc.reset()
 
 
@@ -132,7 +132,7 @@ def test_no_io_before_open():
 def test_setting_refused_by_the_instrument_raises_with_code():
     with expected_protocol(
         LC2000,
-        [("ACQ:PRET 5000;SYST:ERR?", '-222,"Data out of range"'), ("SYST:ERR?", OK)],
+        [("ACQ:PRET 5000\nSYST:ERR?", '-222,"Data out of range"'), ("SYST:ERR?", OK)],
     ) as lc:
         with pytest.raises(InstrumentError) as err:
             lc.pretrigger = 5000
@@ -145,7 +145,7 @@ def test_failed_query_raises_from_the_error_line_alone():
     # Only the error line is scripted: reading a second line would time out and fail the test.
     with expected_protocol(
         LC2000,
-        [("FETC? FORC;SYST:ERR?", '-230,"Data corrupt or stale"'), ("SYST:ERR?", OK)],
+        [("FETC? FORC\nSYST:ERR?", '-230,"Data corrupt or stale"'), ("SYST:ERR?", OK)],
     ) as lc:
         with pytest.raises(InstrumentError) as err:
             lc.fetch()
@@ -157,7 +157,7 @@ def test_error_queue_is_drained_and_kept_on_the_exception():
     with expected_protocol(
         LC2000,
         [
-            ("ABOR;SYST:ERR?", '-113,"Undefined header"'),
+            ("ABOR\nSYST:ERR?", '-113,"Undefined header"'),
             ("SYST:ERR?", '-350,"Queue overflow"'),
             ("SYST:ERR?", OK),
         ],
@@ -170,7 +170,7 @@ def test_error_queue_is_drained_and_kept_on_the_exception():
 def test_settings_conflict_while_armed():
     with expected_protocol(
         LC2000,
-        [("ACQ:RATE 100;SYST:ERR?", '-221,"Settings conflict"'), ("SYST:ERR?", OK)],
+        [("ACQ:RATE 100\nSYST:ERR?", '-221,"Settings conflict"'), ("SYST:ERR?", OK)],
     ) as lc:
         with pytest.raises(InstrumentError, match="Settings conflict") as err:
             lc.rate = 100
@@ -180,7 +180,7 @@ def test_settings_conflict_while_armed():
 def test_timeout_names_instrument_and_command_and_stale_input_is_dropped():
     with expected_protocol(
         INC360,
-        [("MEAS? ANGL;SYST:ERR?", b"12.5"), query("MEAS? ANGL", "-3.25")],
+        [("MEAS? ANGL\nSYST:ERR?", b"12.5"), query("MEAS? ANGL", "-3.25")],
         name="inclinometer",
     ) as inc:
         with pytest.raises(InstrumentTimeout, match=r"inclinometer: no reply to 'MEAS\? ANGL'"):
@@ -190,13 +190,13 @@ def test_timeout_names_instrument_and_command_and_stale_input_is_dropped():
 
 
 def test_silent_instrument_times_out():
-    with expected_protocol(ACT3, [("OUTP:EST ON;SYST:ERR?", None)]) as act:
+    with expected_protocol(ACT3, [("OUTP:EST ON\nSYST:ERR?", None)]) as act:
         with pytest.raises(InstrumentTimeout, match="OUTP:EST ON"):
             act.estop = True
 
 
 def test_reply_that_is_not_an_error_line_is_a_protocol_error():
-    with expected_protocol(LC2000, [("*RST;SYST:ERR?", "1")]) as lc:
+    with expected_protocol(LC2000, [("*RST\nSYST:ERR?", "1")]) as lc:
         with pytest.raises(ProtocolError, match="error-queue entry"):
             lc.reset()
 
@@ -436,7 +436,7 @@ def test_act3_relays_take_only_bools(value):
 def test_act3_relay_refused():
     with expected_protocol(
         ACT3,
-        [("OUTP:POW ON;SYST:ERR?", '-113,"Undefined header"'), ("SYST:ERR?", OK)],
+        [("OUTP:POW ON\nSYST:ERR?", '-113,"Undefined header"'), ("SYST:ERR?", OK)],
     ) as act:
         with pytest.raises(InstrumentError) as err:
             act.power = True

@@ -2,8 +2,9 @@
 
 A driver class declares each instrument parameter as a class attribute (`control`,
 `measurement`) with a strict validator, as PyMeasure does. Every exchange checks the
-instrument's error queue on the same line (`<command>;SYST:ERR?`), so a device error always
-raises a typed exception and costs no extra round trip, and a failing query costs no timeout.
+instrument's error queue: `SYST:ERR?` goes as a second line in the same write as the command
+(not joined by `;`, whose path rules the ICD leaves open), so a device error always raises a
+typed exception, costs no extra round trip, and a failing query costs no timeout.
 """
 
 from __future__ import annotations
@@ -489,7 +490,9 @@ class ScpiInstrument:
             transport = self._ready()
             reply: bytes | str | None = None
             try:
-                transport.write(f"{command};SYST:ERR?")
+                # Two lines, not `;`: valid whether the instrument treats a `;` command as a full path
+                # (the ICD's wording) or as relative to the previous header (IEEE 488.2).
+                transport.write(f"{command}\nSYST:ERR?")
                 first = self._read_message(transport, command)
                 if query and not (isinstance(first, str) and _ERROR_LINE.match(first)):
                     reply = first

@@ -100,7 +100,7 @@ def expected_protocol(
 
     Example::
 
-        with expected_protocol(LC2000, [("ACQ:RATE 500;SYST:ERR?", '0,"No error"')]) as lc:
+        with expected_protocol(LC2000, [("ACQ:RATE 500\nSYST:ERR?", '0,"No error"')]) as lc:
             lc.rate = 500
     """
     transport = ProtocolTransport(pairs)
