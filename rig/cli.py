@@ -222,9 +222,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 def cmd_defects(args: argparse.Namespace) -> int:
     """List the seeded defects of the emulated benches."""
-    from .emulators.defects import DEFECTS
+    from .emulators.defects import ALL_DEFECTS
 
-    for d in DEFECTS.values():
+    for d in ALL_DEFECTS:
         if args.model and d.model != args.model.upper():
             continue
         print(f"{d.model:<8} {d.name:<28} breaks {', '.join(d.breaks):<12} {d.description}")
