@@ -262,6 +262,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     rs: RigSession = config.stash[RIG_KEY]
     if rs.profile is None:
         return
+    # a body with no requirement of this model (a roller body on a traction table) is not a test
+    empty = [i for i in items if i.get_closest_marker("verifies") is not None
+             and getattr(getattr(i, "callspec", None), "params", {}).get("requirement") is None]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [i for i in items if i not in empty]
     order = {r.id: i for i, r in enumerate(rs.profile.requirements)}
 
     def key(item: pytest.Item) -> int:

@@ -7,7 +7,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DeviceError, ModbusExceptionError, PlcNotResponding, SafeStateError
+from .errors import (
+    DeviceError,
+    IllegalValue,
+    ModbusExceptionError,
+    PlcNotResponding,
+    SafeStateError,
+    WriteRefused,
+)
 from .plc import Plc
 from .profiles import Profile
 from .wait import WaitTimeout, wait_until
@@ -50,12 +57,14 @@ class Table:
         *,
         reference: Callable[[], float] | None = None,
         actuators: Any = None,
+        home: Callable[[Table], None] | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.plc = plc
         self.profile = profile
         self.reference = reference
         self.actuators = actuators
+        self.home = home
         self.timeout = timeout
 
     # -- device time ---------------------------------------------------------------------------
@@ -100,18 +109,42 @@ class Table:
         )
 
     def configure(self, settings: dict[str, float]) -> None:
-        """Write settings (engineering units), refusing out-of-range values before sending."""
-        # HARNESS before FORCE_SET would be refused if FORCE_SET exceeds the new maximum, and
-        # FORCE_SET before HARNESS if it exceeds the old one: lower FORCE_SET first when needed.
-        ordered = dict(settings)
+        """Write settings (engineering units), refusing out-of-range values before sending.
+
+        Settings bound by a rule (FORCE_SET by HARNESS, the travel span, ANGLE_SET under
+        ANGLE_LIMIT) may only be accepted in one order from the present values: a write the
+        rule refuses is deferred and retried after the others; one that no order allows
+        raises.
+        """
+        pending = list(settings.items())
+        while pending:
+            deferred: list[tuple[str, float]] = []
+            last: Exception | None = None
+            for name, value in pending:
+                try:
+                    self.plc.write(name, value)
+                except (WriteRefused, IllegalValue) as e:
+                    deferred.append((name, value))
+                    last = e
+            if len(deferred) == len(pending):
+                if self._lower_capped(dict(deferred)):
+                    pending = deferred
+                    continue
+                assert last is not None
+                raise last
+            pending = deferred
+
+    def _lower_capped(self, wanted: dict[str, float]) -> bool:
+        """Lower a register whose maximum depends on another (FORCE_SET before a HARNESS
+        change) so the deferred writes can go through; True if something was changed."""
+        changed = False
         for rule in self.profile.rules:
-            if rule.kind == "max_by" and rule.by in ordered:
-                cap = rule.max[str(int(ordered[rule.by]))]
-                current = self.plc.read(rule.register)
-                if current > cap:
-                    self.plc.write(rule.register, min(cap, ordered.get(rule.register, cap)))
-        for name, value in ordered.items():
-            self.plc.write(name, value)
+            if rule.kind == "max_by" and rule.by in wanted:
+                cap = rule.max[str(int(wanted[rule.by]))]
+                if self.plc.read(rule.register) > cap:
+                    self.plc.write(rule.register, min(cap, wanted.get(rule.register, cap)))
+                    changed = True
+        return changed
 
     def command(self, name: str) -> None:
         """Write COMMAND by name; Modbus exceptions propagate typed."""
@@ -140,6 +173,8 @@ class Table:
         if self.profile.registers.get("SERVICE_KEY") is not None:
             if self.plc.status().get("service_mode"):
                 self.plc.write("SERVICE_KEY", 0)
+        if self.home is not None:
+            self.home(self)
 
     def _wait_motion_finished(self, device_s: float = 60.0) -> None:
         wait_until(
@@ -210,6 +245,15 @@ class Table:
             problems.append(f"STATE {state} not in {list(spec.states)}")
         if spec.motor_disabled and motor:
             problems.append("motor still enabled")
+        if spec.reference_still is not None and ref is not None:
+            # "stopped" for a carriage or a frame: two readings 0.2 s of PLC time apart agree
+            self.wait_device(0.2)
+            moved = abs(self.reference() - ref)
+            if moved > spec.reference_still:
+                problems.append(
+                    f"reference moved {moved:.3f} {self.profile.model.primary_unit} in 0.2 s "
+                    f"(still means <= {spec.reference_still})"
+                )
         if spec.reference_max is not None:
             if ref is None:
                 problems.append("no reference instrument to confirm")

@@ -1,4 +1,4 @@
-"""Static force steps measured once per session and judged by several requirements."""
+"""Moves to a setpoint measured once per session and judged by several requirements."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ PAIRED_READINGS = 5
 
 @dataclass(frozen=True)
 class Step:
-    """One step from 0 N to FORCE_SET under `settings`, with PLC/LC readings while holding."""
+    """One move from rest to its setpoint under `settings`, with paired PLC / reference
+    readings taken while it holds there."""
 
     settings: tuple[tuple[str, float], ...]
     trace: Trace
-    plc_force: float
-    lc_force: float
+    plc_reading: float
+    reference_reading: float
 
-    @property
-    def set(self) -> float:
-        """The step's FORCE_SET."""
-        return dict(self.settings)["FORCE_SET"]
+    def setting(self, name: str) -> float:
+        """One of the step's settings."""
+        return dict(self.settings)[name]
 
 
 class Steps:
@@ -35,40 +35,41 @@ class Steps:
     def __init__(self) -> None:
         self._done: dict[tuple[tuple[str, float], ...], Step] = {}
 
-    def get(self, table: Any, meter: Any, settings: dict[str, float]) -> Step:
+    def get(self, table: Any, meter: Any, kind: Any, settings: dict[str, float], *,
+            plc_register: str) -> Step:
         """The step under these settings, measured now if not yet measured."""
         key = tuple(sorted(settings.items()))
         if key not in self._done:
-            self._done[key] = self._run(table, meter, settings, key)
+            self._done[key] = self._run(table, meter, kind, settings, key, plc_register)
         return self._done[key]
 
-    def _run(
-        self, table: Any, meter: Any, settings: dict[str, float], key: tuple[tuple[str, float], ...]
-    ) -> Step:
+    def _run(self, table: Any, meter: Any, kind: Any, settings: dict[str, float],
+             key: tuple[tuple[str, float], ...], plc_register: str) -> Step:
         table.ready()
         table.configure(settings)
-        # Long enough for a ramp 25 % slower than set, a table that settles slowly, and the
+        # Long enough for a move 25 % slower than set, a table that settles slowly, and the
         # 2 s + 2 s settle window.
-        duration = settings["FORCE_SET"] / settings["RAMP_RATE"] / 0.75 + 8.0
+        duration = kind.expected_s(settings) / 0.75 + 8.0
         acq = arm(meter, duration_s=duration, rate_hz=STEP_RATE_HZ, pretrigger_s=0.1, table=table)
         meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
-        plc, lc = [], []
+        plc, ref = [], []
         for _ in range(PAIRED_READINGS):
-            plc.append(table.plc.read("FORCE"))
-            lc.append(meter.measure())
+            plc.append(table.plc.read(plc_register))
+            ref.append(meter.measure(kind.channel))
         table.command("STOP")
-        table.wait_state("IDLE", "FAULT", "ESTOP", device_s=duration * 3 + 30)
-        return Step(key, trace, float(np.mean(plc)), float(np.mean(lc)))
+        table.wait_state("IDLE", "FAULT", "ESTOP", device_s=duration * 3 + 60)
+        return Step(key, trace, float(np.mean(plc)), float(np.mean(ref)))
 
 
-def steps_of(requirement: Any) -> list[dict[str, float]]:
-    """The step settings a step-type requirement defines (settled-force or ramp-rate kind)."""
+def steps_of(requirement: Any, target: str) -> list[dict[str, float]]:
+    """The step settings a step-type requirement defines: one per setpoint of `target`
+    (params setpoints), or one per ramp rate (params rates, step)."""
     base = dict(requirement.settings)
     p = requirement.params
     if "setpoints" in p:
-        return [{**base, "FORCE_SET": float(s)} for s in p["setpoints"]]
+        return [{**base, target: float(s)} for s in p["setpoints"]]
     if "rates" in p:
-        return [{**base, "RAMP_RATE": float(r), "FORCE_SET": float(p["step"])} for r in p["rates"]]
+        return [{**base, "RAMP_RATE": float(r), target: float(p["step"])} for r in p["rates"]]
     raise ValueError(f"{requirement.id} defines no steps (needs params setpoints or rates)")

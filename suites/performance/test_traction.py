@@ -3,11 +3,17 @@
 import pytest
 
 from rig import analysis
-from rig.kinds import arm
+from rig.kinds import TractionBehaviour, arm
 
 from .steps import steps_of
 
 pytestmark = pytest.mark.performance
+
+KIND = TractionBehaviour()
+
+
+def _step(steps, table, meter, settings):
+    return steps.get(table, meter, KIND, settings, plc_register="FORCE")
 
 
 def _tolerance(check, name, **bindings):
@@ -19,37 +25,38 @@ def _tolerance(check, name, **bindings):
 @pytest.mark.verifies("settled_force")
 def test_settled_force(requirement, check, table, force_meter, steps):
     """Settled force at each setpoint, from the LC, against the profile's limit."""
-    for settings in steps_of(requirement):
-        step = steps.get(table, force_meter, settings)
-        target, tol = _tolerance(check, "settled_force", set=step.set)
+    for settings in steps_of(requirement, "FORCE_SET"):
+        step = _step(steps, table, force_meter, settings)
+        setpoint = step.setting("FORCE_SET")
+        target, tol = _tolerance(check, "settled_force", set=setpoint)
         t, f = step.trace.t, step.trace["FORC"]
         t_in = analysis.settle_instant(t, f, target=target, tolerance=tol)
         value = analysis.settled_value(t, f, target=target, tolerance=tol)
         check.trace(
-            f"{step.set:g}N",
+            f"{setpoint:g}N",
             step.trace,
             channel="FORC",
             marks={"within limit": t_in, "window start": t_in + 2.0},
-            lines={"set": step.set},
+            lines={"set": setpoint},
         )
-        check.measure("settled_force", value, set=step.set)
+        check.measure("settled_force", value, set=setpoint)
 
 
 @pytest.mark.verifies("ramp_rate")
 def test_ramp_rate(requirement, check, table, force_meter, steps):
     """Ramp rate between 10 % and 90 % of the step, at each RAMP_RATE."""
-    for settings in steps_of(requirement):
-        step = steps.get(table, force_meter, settings)
+    for settings in steps_of(requirement, "FORCE_SET"):
+        step = _step(steps, table, force_meter, settings)
         t, f = step.trace.t, step.trace["FORC"]
         start = float(requirement.params["step_from"])
-        rate = analysis.ramp_rate(t, f, start_level=start, end_level=step.set)
+        rate = analysis.ramp_rate(t, f, start_level=start, end_level=step.setting("FORCE_SET"))
         check.trace(
             f"{settings['RAMP_RATE']:g}Nps",
             step.trace,
             channel="FORC",
             lines={
-                "10 %": start + 0.1 * (step.set - start),
-                "90 %": start + 0.9 * (step.set - start),
+                "10 %": start + 0.1 * (step.setting("FORCE_SET") - start),
+                "90 %": start + 0.9 * (step.setting("FORCE_SET") - start),
             },
         )
         check.measure("ramp_rate", rate, rate=settings["RAMP_RATE"])
@@ -59,13 +66,13 @@ def test_ramp_rate(requirement, check, table, force_meter, steps):
 def test_overshoot(requirement, check, profile, table, force_meter, steps):
     """Peak force of every step of the requirements named in params steps_of."""
     for source in requirement.params["steps_of"]:
-        for settings in steps_of(profile.requirement(source)):
-            step = steps.get(table, force_meter, settings)
+        for settings in steps_of(profile.requirement(source), "FORCE_SET"):
+            step = _step(steps, table, force_meter, settings)
             peak = analysis.peak(step.trace.t, step.trace["FORC"])
             check.measure(
                 "peak_force",
                 peak,
-                set=step.set,
+                set=step.setting("FORCE_SET"),
                 note=f"step of {source}, RAMP_RATE {settings['RAMP_RATE']:g}",
             )
 
@@ -74,13 +81,13 @@ def test_overshoot(requirement, check, profile, table, force_meter, steps):
 def test_plc_reading(requirement, check, profile, table, force_meter, steps):
     """The PLC's own force reading against the LC, paired readings while settled."""
     for source in requirement.params["steps_of"]:
-        for settings in steps_of(profile.requirement(source)):
-            step = steps.get(table, force_meter, settings)
+        for settings in steps_of(profile.requirement(source), "FORCE_SET"):
+            step = _step(steps, table, force_meter, settings)
             check.measure(
                 "plc_error",
-                abs(step.plc_force - step.lc_force),
-                reading=step.lc_force,
-                note=f"PLC {step.plc_force:.2f} N, LC {step.lc_force:.2f} N",
+                abs(step.plc_reading - step.reference_reading),
+                reading=step.reference_reading,
+                note=f"PLC {step.plc_reading:.2f} N, LC {step.reference_reading:.2f} N",
             )
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+from rig import analysis
+
 from rig.errors import ModbusExceptionError
 from rig.kinds import arm, behaviour_for
 
@@ -13,7 +15,7 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
     """POWER OFF for off_s (timed by an acquisition), ON, then judge the restore."""
     kind = behaviour_for(profile)
     p = requirement.params
-    kind.reach_condition(table, dict(requirement.settings))
+    kind.reach_condition(table, dict(requirement.settings), p)
     off = arm(
         reference_meter,
         duration_s=float(p["off_s"]),
@@ -54,13 +56,18 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
         table.command("START")
     except ModbusExceptionError as e:
         refused = e.code
+    t, x = off_trace.t, off_trace[kind.channel]
+    decay = float(p.get("decay_s", 0.0))
     values = {
-        "force_after_off": kind.motion(off_trace, start=float(p["decay_s"])),
+        "force_after_off": kind.motion(off_trace, start=decay),
+        "stop_time": analysis.stop_time(t, x, tolerance=float(p.get("still_tolerance", 0.1))),
+        "drift_while_off": abs(analysis.drift(t, x, start=0.0, end=float(t[-1]))),
         "answer_time": answer_time,
         "fault": fault,
         "force_after_restore": kind.motion(on_trace, start=0.0),
+        "motion_after_restore": kind.motion(on_trace, start=0.0),
         "start_refused": refused,
     }
-    check.trace("power-off", off_trace, channel=kind.channel, marks={"decay": float(p["decay_s"])})
+    check.trace("power-off", off_trace, channel=kind.channel, marks={"decay": decay})
     check.trace("power-on", on_trace, channel=kind.channel)
     check.measure_all(values)

@@ -13,7 +13,7 @@ def test_no_restart(requirement, check, profile, table, actuators, reference_met
     kind = behaviour_for(profile)
     p = requirement.params
     relay = p["relay"]
-    kind.reach_condition(table, dict(requirement.settings))
+    kind.reach_condition(table, dict(requirement.settings), p)
     setattr(actuators, relay, True)
     table.wait_state("ESTOP", "FAULT")
     table.wait_status("motor_enabled", value=False)

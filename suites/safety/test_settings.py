@@ -11,9 +11,13 @@ pytestmark = pytest.mark.safety
 def probes(profile):
     """(register, raw value, why) just outside every setting's range and every rule's limit."""
     out = []
+    # a register whose maximum depends on another is probed against each of its maxima below
+    capped = {r.register for r in profile.rules if r.kind == "max_by"}
     for reg in profile.settings().values():
         lo, hi = reg.raw_int(reg.min), reg.raw_int(reg.max)
         for raw, why in ((lo - 1, "below min"), (hi + 1, "above max")):
+            if why == "above max" and reg.name in capped:
+                continue
             if _representable(reg, raw):
                 out.append((reg.name, raw, None, why))
     for rule in profile.rules:
@@ -29,12 +33,32 @@ def probes(profile):
                         f"above max with {rule.by} {by_value}",
                     )
                 )
+        elif rule.kind == "min_span":
+            first, second = (profile.register(n) for n in rule.registers)
+            out.append((second.name, ("span", first.name, rule.min), None,
+                        f"{second.name} - {first.name} one step below {rule.min:g}"))
+        elif rule.kind == "not_above":
+            reg, lim = profile.register(rule.register), profile.register(rule.limit)
+            out.append((reg.name, ("above", lim.name), None, f"above {lim.name}"))
+            out.append((lim.name, ("below", reg.name), None, f"below {reg.name}"))
     seen, unique = set(), []
     for p in out:
-        if (p[0], p[1], p[2]) not in seen:
-            seen.add((p[0], p[1], p[2]))
+        if (p[0], str(p[1]), p[2]) not in seen:
+            seen.add((p[0], str(p[1]), p[2]))
             unique.append(p)
     return unique
+
+
+def relative_probe(profile, table, name, spec):
+    """Raw value one step past a rule that depends on another register's present value."""
+    what, other = spec[0], spec[1]
+    other_raw = table.plc.read_raw(other)
+    reg, oreg = profile.register(name), profile.register(other)
+    if what == "span":  # e.g. TRAVEL_END = TRAVEL_START + 99 mm
+        return oreg.raw_int(oreg.value_of(other_raw) + spec[2]) - 1
+    if what == "above":  # e.g. ANGLE_SET one step above ANGLE_LIMIT
+        return reg.raw_int(oreg.value_of(other_raw)) + 1
+    return reg.raw_int(oreg.value_of(other_raw)) - 1  # e.g. ANGLE_LIMIT below ANGLE_SET
 
 
 def _representable(reg, raw):
@@ -53,6 +77,8 @@ def test_setting_limits(requirement, check, profile, table, reference_meter):
     for name, raw, precondition, why in probes(profile):
         if precondition is not None:
             table.configure({precondition[0]: precondition[1]})
+        if isinstance(raw, tuple):  # a dependent limit: relative to the other register now
+            raw = relative_probe(profile, table, name, raw)
         before = table.plc.read_raw(name)
         code = 0
         try:

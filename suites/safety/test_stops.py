@@ -16,7 +16,7 @@ def test_safety_stop(requirement, check, profile, table, actuators, reference_me
         check.repeat = i
         if i:
             table.ready()
-        kind.reach_condition(table, dict(requirement.settings))
+        kind.reach_condition(table, dict(requirement.settings), requirement.params)
         acq = arm(
             reference_meter,
             duration_s=float(requirement.params["trace_s"]),
@@ -27,7 +27,7 @@ def test_safety_stop(requirement, check, profile, table, actuators, reference_me
         )
         setattr(actuators, relay, True)
         trace = acq.fetch(table)
-        values, marks = kind.stop_quantities(trace, requirement.params)
+        values, marks = kind.stop_quantities(trace, requirement.params, requirement.settings)
         values["fault"] = table.plc.read_raw("FAULT")
         check.trace(f"run{i + 1}", trace, channel=kind.channel, marks=marks)
         check.measure_all(values)

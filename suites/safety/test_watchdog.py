@@ -13,7 +13,8 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
     """The reference is triggered by *TRG at the last heartbeat write."""
     kind = behaviour_for(profile)
     p = requirement.params
-    kind.reach_condition(table, dict(requirement.settings))
+    s = dict(requirement.settings)
+    kind.reach_condition(table, s, p)
     acq = arm(
         reference_meter,
         duration_s=float(p["trace_s"]),
