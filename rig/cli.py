@@ -184,6 +184,54 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     return 0 if overall == "PASS" and code == 0 else 1
 
 
+def cmd_certify_all(args: argparse.Namespace) -> int:
+    """Certify every emulated model (CI and demos): one child process per model, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .emulators.bench import emulated_models
+    from .matrix import certify_emulated
+
+    console = Console(width=max(Console().width, 110))
+    models = [m.upper() for m in args.model] if args.model else emulated_models()
+    console.print(
+        f"certifying {', '.join(models)} on emulated benches (scale {args.scale:g}, "
+        f"{args.jobs} at a time)"
+    )
+
+    def one(model: str) -> Any:
+        return certify_emulated(
+            model, scale=args.scale, reports=Path(args.reports), serial=f"DEMO-{model}"
+        )
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        outcomes = dict(zip(models, pool.map(one, models), strict=True))
+    table = Table(title="emulated certification")
+    for col in ("model", "requirements", "passed", "failed", "verdict", "wall s", "record"):
+        table.add_column(col)
+    ok = True
+    for model, out in outcomes.items():
+        good = out.overall == "PASS"
+        ok &= good
+        colour = "green" if good else "red"
+        failed = sorted(out.failing())
+        table.add_row(
+            model,
+            str(len(out.verdicts)),
+            str(len(out.verdicts) - len(failed)),
+            ", ".join(failed) or "-",
+            f"[{colour}]{out.overall}[/{colour}]",
+            f"{out.wall_s:.0f}",
+            str(out.record or "-"),
+        )
+        if not good and out.record is None:
+            console.print(out.output[-3000:])
+    console.print(table)
+    return 0 if ok else 1
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve an emulated bench on 127.0.0.1 until interrupted."""
     from .emulators.bench import EmulatedBench
@@ -277,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--no-allure", action="store_true", help="do not write allure results")
     c.set_defaults(func=cmd_certify)
+
+    a = sub.add_parser("certify-all", help="certify every emulated model (CI, demos)")
+    a.add_argument("--model", action="append", help="only these models (repeatable)")
+    a.add_argument("--scale", type=float, default=20.0)
+    a.add_argument("--jobs", type=int, default=2, help="models certified at once (default 2)")
+    a.add_argument("--reports", default="reports")
+    a.set_defaults(func=cmd_certify_all)
 
     e = sub.add_parser("emulate", help="run an emulated bench on 127.0.0.1 until Ctrl-C")
     e.add_argument("model")

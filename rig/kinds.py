@@ -62,8 +62,9 @@ class Behaviour:
     channel = ""
     stop_rate_hz = 1000.0
 
-    def reach_condition(self, table: Any, settings: dict[str, float],
-                        params: dict[str, Any] | None = None) -> None:
+    def reach_condition(
+        self, table: Any, settings: dict[str, float], params: dict[str, Any] | None = None
+    ) -> None:
         """Write the settings, START, and return once the table is in the condition the
         requirement names (params["at"]: setpoint | straight | moving)."""
         params = params or {}
@@ -71,8 +72,9 @@ class Behaviour:
         table.command("START")
         self._wait_condition(table, settings, params)
 
-    def _wait_condition(self, table: Any, settings: dict[str, float],
-                        params: dict[str, Any]) -> None:
+    def _wait_condition(
+        self, table: Any, settings: dict[str, float], params: dict[str, Any]
+    ) -> None:
         table.wait_status("at_setpoint", device_s=self.expected_s(settings) * 2 + 10)
         table.wait_device(0.5)
 
@@ -89,8 +91,9 @@ class Behaviour:
         stop = float(t[-1]) if end is None else end
         return analysis.max_excursion(t, trace[self.channel], start=start, end=stop)
 
-    def monitor_quantities(self, trace: Trace, params: dict[str, Any],
-                           trip: float | None) -> dict[str, float | None]:
+    def monitor_quantities(
+        self, trace: Trace, params: dict[str, Any], trip: float | None
+    ) -> dict[str, float | None]:
         """Quantities of a protective-monitor trip from the reference trace."""
         x = trace[self.channel]
         return {"peak": analysis.peak(trace.t, x)}
@@ -109,8 +112,9 @@ class TractionBehaviour(Behaviour):
         """Ramp time to FORCE_SET."""
         return settings.get("FORCE_SET", 890.0) / max(settings.get("RAMP_RATE", 10.0), 1.0)
 
-    def stop_quantities(self, trace: Trace, params: dict[str, Any],
-                        settings: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    def stop_quantities(
+        self, trace: Trace, params: dict[str, Any], settings: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
         """Reaction and release of a safety stop; returns (quantities, instants to plot)."""
         t, f = trace.t, trace[self.channel]
         level = _p(params, "release_level", 15.0)
@@ -129,8 +133,9 @@ class TractionBehaviour(Behaviour):
         """Peak tension in the window: 'nothing moves' means it stays at or below 15 N."""
         return analysis.peak(trace.t, trace[self.channel], start=start, end=end)
 
-    def monitor_quantities(self, trace: Trace, params: dict[str, Any],
-                           trip: float | None) -> dict[str, float | None]:
+    def monitor_quantities(
+        self, trace: Trace, params: dict[str, Any], trip: float | None
+    ) -> dict[str, float | None]:
         """Peak force and the release after the trip."""
         t, f = trace.t, trace[self.channel]
         release = analysis.release_time(t, f, threshold=_p(params, "release_level", 15.0))
@@ -153,8 +158,9 @@ class RollerBehaviour(Behaviour):
         span = settings.get("TRAVEL_END", 550.0) - settings.get("TRAVEL_START", 50.0)
         return span / max(settings.get("SPEED", 10.0), 1.0) + 5.0
 
-    def _wait_condition(self, table: Any, settings: dict[str, float],
-                        params: dict[str, Any]) -> None:
+    def _wait_condition(
+        self, table: Any, settings: dict[str, float], params: dict[str, Any]
+    ) -> None:
         at = params.get("at", "setpoint")
         if at != "straight":
             super()._wait_condition(table, settings, params)
@@ -168,8 +174,12 @@ class RollerBehaviour(Behaviour):
             v = table.plc.read_many(["POSITION", "VELOCITY"])
             return low <= v["POSITION"] <= high and v["VELOCITY"] > 0
 
-        wait_until(on_straight, table.wall_timeout(self.expected_s(settings) * 3 + 10),
-                   interval=0.001, what=f"carriage on the straight ({low:g}-{high:g} mm)")
+        wait_until(
+            on_straight,
+            table.wall_timeout(self.expected_s(settings) * 3 + 10),
+            interval=0.001,
+            what=f"carriage on the straight ({low:g}-{high:g} mm)",
+        )
 
     def home(self, table: Any) -> None:
         """Park the carriage at TRAVEL_START (a START then STOP returns it there)."""
@@ -179,11 +189,15 @@ class RollerBehaviour(Behaviour):
         table.command("START")
         table.command("STOP")
         table.wait_state("IDLE", device_s=120.0)
-        wait_until(lambda: not table.plc.status().get("motor_enabled"), table.wall_timeout(60),
-                   what="carriage parked")
+        wait_until(
+            lambda: not table.plc.status().get("motor_enabled"),
+            table.wall_timeout(60),
+            what="carriage parked",
+        )
 
-    def stop_quantities(self, trace: Trace, params: dict[str, Any],
-                        settings: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    def stop_quantities(
+        self, trace: Trace, params: dict[str, Any], settings: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
         """Stop time and distance of the carriage, the lift after the stop, the park error."""
         t, x, lift = trace.t, trace[self.channel], trace[self.lift]
         tol = _p(params, "still_tolerance", 0.1)
@@ -201,8 +215,9 @@ class RollerBehaviour(Behaviour):
         }
         return values, {"stop": stop, "lift -0.5 mm": lift_drop_time}
 
-    def monitor_quantities(self, trace: Trace, params: dict[str, Any],
-                           trip: float | None) -> dict[str, float | None]:
+    def monitor_quantities(
+        self, trace: Trace, params: dict[str, Any], trip: float | None
+    ) -> dict[str, float | None]:
         """The furthest the carriage went."""
         return {"peak_position": analysis.peak(trace.t, trace[self.channel])}
 
@@ -217,8 +232,9 @@ class InversionBehaviour(Behaviour):
         """Time to rotate to ANGLE_SET."""
         return settings.get("ANGLE_SET", 90.0) / max(settings.get("RATE", 1.0), 0.1) + 2.0
 
-    def _wait_condition(self, table: Any, settings: dict[str, float],
-                        params: dict[str, Any]) -> None:
+    def _wait_condition(
+        self, table: Any, settings: dict[str, float], params: dict[str, Any]
+    ) -> None:
         if params.get("at", "setpoint") != "moving":
             super()._wait_condition(table, settings, params)
             return
@@ -228,8 +244,12 @@ class InversionBehaviour(Behaviour):
             v = table.plc.read_many(["ANGLE", "ANGULAR_RATE"])
             return low <= v["ANGLE"] <= high and v["ANGULAR_RATE"] > 0
 
-        wait_until(moving_in_band, table.wall_timeout(self.expected_s(settings) * 3 + 10),
-                   interval=0.001, what=f"moving head-down between {low:g} and {high:g} deg")
+        wait_until(
+            moving_in_band,
+            table.wall_timeout(self.expected_s(settings) * 3 + 10),
+            interval=0.001,
+            what=f"moving head-down between {low:g} and {high:g} deg",
+        )
 
     def home(self, table: Any) -> None:
         """Return an inverted table upright: ANGLE_SET 0 and START (ICD), then wait IDLE."""
@@ -237,13 +257,17 @@ class InversionBehaviour(Behaviour):
             return
         table.configure({"ANGLE_SET": 0.0, "HOLD_S": 0})
         table.command("START")
-        wait_until(lambda: table.plc.status().get("at_setpoint") or table.state() == "IDLE",
-                   table.wall_timeout(200.0), what="back at 0 deg")
+        wait_until(
+            lambda: table.plc.status().get("at_setpoint") or table.state() == "IDLE",
+            table.wall_timeout(200.0),
+            what="back at 0 deg",
+        )
         table.command("STOP")
         table.wait_state("IDLE", device_s=120.0)
 
-    def stop_quantities(self, trace: Trace, params: dict[str, Any],
-                        settings: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    def stop_quantities(
+        self, trace: Trace, params: dict[str, Any], settings: dict[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
         """Stop time, overtravel and drift of an e-stop; return error and rate of a return."""
         t, x = trace.t, trace[self.channel]
         values: dict[str, float] = {}
@@ -264,8 +288,9 @@ class InversionBehaviour(Behaviour):
             values["return_rate"] = math.nan
         return values, marks
 
-    def monitor_quantities(self, trace: Trace, params: dict[str, Any],
-                           trip: float | None) -> dict[str, float | None]:
+    def monitor_quantities(
+        self, trace: Trace, params: dict[str, Any], trip: float | None
+    ) -> dict[str, float | None]:
         """The largest angle reached."""
         return {"peak_angle": analysis.peak(trace.t, trace[self.channel])}
 

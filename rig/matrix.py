@@ -35,6 +35,7 @@ def certify_emulated(
     reports: Path,
     requirements: tuple[str, ...] = (),
     timeout: float = 900.0,
+    serial: str = "MATRIX",
 ) -> Outcome:
     """Run `rig certify` on an emulated bench in a child process; verdicts from the record."""
     reports = Path(reports)
@@ -47,7 +48,7 @@ def certify_emulated(
         "certify",
         model,
         "--serial",
-        "MATRIX",
+        serial,
         "--scale",
         str(scale),
         "--reports",

@@ -263,8 +263,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if rs.profile is None:
         return
     # a body with no requirement of this model (a roller body on a traction table) is not a test
-    empty = [i for i in items if i.get_closest_marker("verifies") is not None
-             and getattr(getattr(i, "callspec", None), "params", {}).get("requirement") is None]
+    empty = [
+        i
+        for i in items
+        if i.get_closest_marker("verifies") is not None
+        and not hasattr(
+            getattr(getattr(i, "callspec", None), "params", {}).get("requirement"), "id"
+        )
+    ]
     if empty:
         config.hook.pytest_deselected(items=empty)
         items[:] = [i for i in items if i not in empty]
@@ -408,7 +414,13 @@ def _shout(session: pytest.Session, text: str) -> None:
 
 
 # fixtures by role live in rig/fixtures; the plugin exposes them
-from .fixtures.instruments import actuators, force_meter, reference_meter  # noqa: E402, F401
+from .fixtures.instruments import (  # noqa: E402, F401
+    actuators,
+    force_meter,
+    inclinometer,
+    position_meter,
+    reference_meter,
+)
 from .fixtures.record import check, record  # noqa: E402, F401
 from .fixtures.station import profile, rig, station  # noqa: E402, F401
 from .fixtures.table import plc, table  # noqa: E402, F401

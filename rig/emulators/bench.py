@@ -14,7 +14,7 @@ from ..station import InstrumentAddress, Station
 from .clock import DeviceClock
 from .defects import check_defects
 from .modbus import serve_plc
-from .scpi import act3, lc2000, serve_scpi
+from .scpi import act3, enc600, inc360, lc2000, serve_scpi
 from .table import TableBase
 from .traction import TractionTable
 from .world import World
@@ -31,11 +31,33 @@ class BenchKind:
     serial: int
 
 
+def _roller(*args: Any, **kwargs: Any) -> TableBase:
+    from .roller import RollerTable
+
+    return RollerTable(*args, **kwargs)
+
+
+def _inversion(*args: Any, **kwargs: Any) -> TableBase:
+    from .inversion import InversionTable
+
+    return InversionTable(*args, **kwargs)
+
+
 BENCHES: dict[str, BenchKind] = {
     "TT-890": BenchKind(
         table=TractionTable,
         instruments={"force_meter": ("LC-2000", lc2000), "actuators": ("ACT-3", act3)},
         serial=890001,
+    ),
+    "RT-600": BenchKind(
+        table=_roller,
+        instruments={"position_meter": ("ENC-600", enc600), "actuators": ("ACT-3", act3)},
+        serial=600001,
+    ),
+    "IT-90": BenchKind(
+        table=_inversion,
+        instruments={"inclinometer": ("INC-360", inc360), "actuators": ("ACT-3", act3)},
+        serial=90001,
     ),
 }
 

@@ -490,8 +490,8 @@ class ScpiInstrument:
             transport = self._ready()
             reply: bytes | str | None = None
             try:
-                # Two lines, not `;`: valid whether the instrument treats a `;` command as a full path
-                # (the ICD's wording) or as relative to the previous header (IEEE 488.2).
+                # Two lines, not `;`: valid whether an instrument takes a `;` command as a full
+                # path (the ICD's wording) or relative to the previous header (IEEE 488.2).
                 transport.write(f"{command}\nSYST:ERR?")
                 first = self._read_message(transport, command)
                 if query and not (isinstance(first, str) and _ERROR_LINE.match(first)):

@@ -35,16 +35,24 @@ class Steps:
     def __init__(self) -> None:
         self._done: dict[tuple[tuple[str, float], ...], Step] = {}
 
-    def get(self, table: Any, meter: Any, kind: Any, settings: dict[str, float], *,
-            plc_register: str) -> Step:
+    def get(
+        self, table: Any, meter: Any, kind: Any, settings: dict[str, float], *, plc_register: str
+    ) -> Step:
         """The step under these settings, measured now if not yet measured."""
         key = tuple(sorted(settings.items()))
         if key not in self._done:
             self._done[key] = self._run(table, meter, kind, settings, key, plc_register)
         return self._done[key]
 
-    def _run(self, table: Any, meter: Any, kind: Any, settings: dict[str, float],
-             key: tuple[tuple[str, float], ...], plc_register: str) -> Step:
+    def _run(
+        self,
+        table: Any,
+        meter: Any,
+        kind: Any,
+        settings: dict[str, float],
+        key: tuple[tuple[str, float], ...],
+        plc_register: str,
+    ) -> Step:
         table.ready()
         table.configure(settings)
         # Long enough for a move 25 % slower than set, a table that settles slowly, and the

@@ -37,6 +37,10 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
     fault_ms = table.plc.read("FAULT_UPTIME_MS")
     trip = (fault_ms - u_after) / 1000.0 if fault_ms else None
     values = {"fault": fault, **kind.monitor_quantities(trace, p, trip)}
-    check.trace("trip", trace, channel=kind.channel,
-                marks={"trip (PLC)": trip, "release": values.get("release")})
+    check.trace(
+        "trip",
+        trace,
+        channel=kind.channel,
+        marks={"trip (PLC)": trip, "release": values.get("release")},
+    )
     check.measure_all(values, note=f"SENSOR_OFFSET {offset:g}")

@@ -3,7 +3,6 @@
 import pytest
 
 from rig import analysis
-
 from rig.errors import ModbusExceptionError
 from rig.kinds import arm, behaviour_for
 

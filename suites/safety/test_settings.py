@@ -35,8 +35,14 @@ def probes(profile):
                 )
         elif rule.kind == "min_span":
             first, second = (profile.register(n) for n in rule.registers)
-            out.append((second.name, ("span", first.name, rule.min), None,
-                        f"{second.name} - {first.name} one step below {rule.min:g}"))
+            out.append(
+                (
+                    second.name,
+                    ("span", first.name, rule.min),
+                    None,
+                    f"{second.name} - {first.name} one step below {rule.min:g}",
+                )
+            )
         elif rule.kind == "not_above":
             reg, lim = profile.register(rule.register), profile.register(rule.limit)
             out.append((reg.name, ("above", lim.name), None, f"above {lim.name}"))
