@@ -67,6 +67,10 @@ class RequirementCheck:
         _allure_step(m)
         return m
 
+    def has(self, name: str) -> bool:
+        """True when the requirement lists a measurement of this name."""
+        return any(m.name == name for m in self.requirement.measurements)
+
     def measure_all(
         self, values: dict[str, float | None], *, note: str = "", **bindings: float
     ) -> None:

@@ -32,12 +32,16 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
     finally:
         table.plc.heartbeat.start()
     fault_time = analysis.fault_time(fault_ms, uptime_before) if fault_ms else None
-    quiet = float(p["quiet_from_s"])
+    quiet = float(p.get("quiet_from_s", 0.0))
     values = {
         "fault": fault,
         "fault_time": fault_time,
+        # after the controlled stop: no tension (traction), parked (roller), upright (inversion)
         "force_after": kind.motion(trace, start=quiet),
+        "return_error": kind.final_error(trace, 0.0),
     }
+    if "TRAVEL_START" in s:
+        values["park_error"] = kind.final_error(trace, s["TRAVEL_START"])
     check.trace(
         "comm-loss",
         trace,
