@@ -319,7 +319,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 if phase != "call":
                     verdict = ERROR
         if rs.record is not None:
-            rs.record.conclude_requirement(chk.requirement.id, verdict, note)
+            rs.record.conclude_requirement(chk.requirement.id, verdict, note, test=item.nodeid)
     return report
 
 

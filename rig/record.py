@@ -191,10 +191,16 @@ class RunRecord:
         self.measurements.append(m)
         self._append("measurement", asdict(m))
 
-    def conclude_requirement(self, requirement: str, verdict: str, note: str = "") -> None:
-        """Record a requirement's verdict (the worst of its measurements, or ERROR)."""
+    def conclude_requirement(
+        self, requirement: str, verdict: str, note: str = "", test: str = ""
+    ) -> None:
+        """Record a requirement's verdict (the worst of its measurements, or ERROR) and the test
+        that verified it."""
         self.requirement_verdicts[requirement] = verdict
-        self._append("requirement", {"requirement": requirement, "verdict": verdict, "note": note})
+        self._append(
+            "requirement",
+            {"requirement": requirement, "verdict": verdict, "note": note, "test": test},
+        )
 
     def event(self, what: str, **details: Any) -> None:
         """Record a notable event (safe-state checks, interruptions)."""
