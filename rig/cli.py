@@ -120,6 +120,12 @@ def cmd_certify(args: argparse.Namespace) -> int:
         argv += ["--defect", d]
     if args.operator:
         argv += ["--operator", args.operator]
+    if args.calibration_override:
+        argv += ["--calibration-override", args.calibration_override]
+    if args.bench_cal_due:
+        argv += ["--bench-cal-due", args.bench_cal_due]
+    if args.junit:
+        argv += ["--junitxml", args.junit]
     if args.requirement:
         argv += ["-k", " or ".join(args.requirement)]
     if not args.no_allure:
@@ -178,6 +184,12 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     end = json.loads(lines[-1]) if lines else {"verdict": "INCOMPLETE"}
     overall = end["verdict"]
     colour = "green" if overall == "PASS" else "red"
+    header = record.header or {}
+    if header.get("not_valid_for_release"):
+        reason = header.get("calibration_override", {}).get("reason", "")
+        console.print(
+            f"[bold red]NOT VALID FOR PRODUCT RELEASE[/bold red] (calibration override: {reason})"
+        )
     if rig.unsafe:
         console.print(f"[bold red]TABLE NOT CONFIRMED SAFE: {rig.unsafe}[/bold red]")
     console.print(f"overall: [bold {colour}]{overall}[/bold {colour}]   record: {record.path}")
@@ -235,10 +247,15 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve an emulated bench on 127.0.0.1 until interrupted."""
     from .emulators.bench import EmulatedBench
-    from .station import station_toml
+    from .station import ROLE_MODELS, station_toml
 
+    kwargs = {role: {"cal_due": args.cal_due} for role in ROLE_MODELS} if args.cal_due else None
     bench = EmulatedBench(
-        args.model, scale=args.scale, defects=tuple(args.defect or ()), seed=args.seed
+        args.model,
+        scale=args.scale,
+        defects=tuple(args.defect or ()),
+        seed=args.seed,
+        instrument_kwargs=kwargs,
     )
     station = bench.start()
     text = station_toml(station)
@@ -324,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this requirement (repeatable): the unit is then not certified",
     )
     c.add_argument("--no-allure", action="store_true", help="do not write allure results")
+    c.add_argument("--junit", help="also write JUnit XML here (for CI systems)")
+    c.add_argument(
+        "--calibration-override",
+        metavar="REASON",
+        help="run although an instrument's calibration has expired; the evidence is then "
+        "marked NOT VALID FOR PRODUCT RELEASE",
+    )
+    c.add_argument("--bench-cal-due", help=argparse.SUPPRESS)
     c.set_defaults(func=cmd_certify)
 
     a = sub.add_parser("certify-all", help="certify every emulated model (CI, demos)")
@@ -339,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--defect", action="append", help="seed a named defect (see `rig defects`)")
     e.add_argument("--seed", type=int, default=0, help="noise seed")
     e.add_argument("--station-out", help="write a station file for this bench here")
+    e.add_argument("--cal-due", help="calibration due date (YYYY-MM-DD) the instruments report")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_emulate)
 

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from . import __version__
 from .errors import ConfigError, RigError, SafeStateError
 from .record import ERROR, FAIL, PASS, RunRecord
-from .station import Station, load_station
+from .station import ROLE_MODELS, Station, load_station
 
 RIG_KEY = pytest.StashKey["RigSession"]()
 CHECK_KEY = pytest.StashKey[Any]()
@@ -43,6 +44,19 @@ OPTIONS: list[tuple[str, str, str, Any]] = [
         "rig_emulator",
         "run the emulated bench in a 'subprocess' or 'inprocess'",
         "subprocess",
+    ),
+    (
+        "--calibration-override",
+        "rig_calibration_override",
+        "engineering override: run although an instrument's calibration has expired (give the "
+        "reason); the evidence is then marked NOT VALID FOR PRODUCT RELEASE",
+        None,
+    ),
+    (
+        "--bench-cal-due",
+        "rig_bench_cal_due",
+        "emulated bench only: the calibration due date (YYYY-MM-DD) its instruments report",
+        None,
     ),
 ]
 
@@ -95,6 +109,7 @@ class RigSession:
     table: Any = None
     interrupted: bool = False
     unsafe: str | None = None
+    calibration_override: dict[str, Any] | None = None
     _bench: Any = None
     _proc: subprocess.Popen | None = None
     _tmp: tempfile.TemporaryDirectory | None = None
@@ -156,6 +171,7 @@ class RigSession:
                 scale=self.scale(),
                 defects=tuple(self.defects()),
                 seed=_seed(self.config),
+                instrument_kwargs=self._bench_instrument_kwargs(),
             )
             self.station = self._bench.start()
         elif mode == "subprocess":
@@ -163,6 +179,10 @@ class RigSession:
         else:
             raise ConfigError(f"--emulator {mode!r}: expected 'subprocess' or 'inprocess'")
         return self.station
+
+    def _bench_instrument_kwargs(self) -> dict[str, dict[str, Any]] | None:
+        due = _opt(self.config, "rig_bench_cal_due")
+        return {role: {"cal_due": due} for role in ROLE_MODELS} if due else None
 
     def _start_subprocess(self) -> Station:
         self._tmp = tempfile.TemporaryDirectory(prefix="rig-bench-")
@@ -183,6 +203,8 @@ class RigSession:
         ]
         for d in self.defects():
             cmd += ["--defect", d]
+        if _opt(self.config, "rig_bench_cal_due"):
+            cmd += ["--cal-due", str(_opt(self.config, "rig_bench_cal_due"))]
         log = open(Path(self._tmp.name) / "emulator.log", "w")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -217,6 +239,32 @@ class RigSession:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    # -- calibration ---------------------------------------------------------------------------
+    def calibration_gate(self) -> None:
+        """Refuse to start when an instrument's calibration is past due, unless overridden."""
+        from .fixtures.instruments import open_instrument
+
+        bench = self.get_station()
+        prof = self.get_profile()
+        today = date.today()
+        expired = []
+        for role in (prof.model.reference_role, "actuators"):
+            drv = open_instrument(self, bench, role)
+            due = drv.calibration_due
+            if due < today:
+                expired.append(
+                    f"{role} {drv.idn.model} {drv.idn.serial} calibration due {due.isoformat()}"
+                )
+        reason = _opt(self.config, "rig_calibration_override")
+        if expired and not reason:
+            raise ConfigError(
+                "calibration expired: " + "; ".join(expired) + ". Recalibrate, or run with "
+                "--calibration-override REASON (the evidence is then NOT VALID FOR PRODUCT "
+                "RELEASE)"
+            )
+        if reason:
+            self.calibration_override = {"reason": str(reason), "expired": expired}
 
     # -- the record ----------------------------------------------------------------------------
     def get_record(self) -> RunRecord:
@@ -360,6 +408,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if _opt(session.config, "rig_model"):
             rs.get_profile()
             rs.scale()
+            if not session.config.option.collectonly:
+                rs.calibration_gate()
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     if threading.current_thread() is threading.main_thread():

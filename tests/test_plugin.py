@@ -156,3 +156,44 @@ def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
     events = [e["event"] for e in _safe_events(tmp_path)]
     assert "safe state NOT confirmed" in events
     assert _record(tmp_path)[-1]["verdict"] != "PASS"
+
+
+def test_expired_calibration_stops_certification(pytester, tmp_path):
+    result = pytester.runpytest(
+        str(SUITES),
+        *BENCH,
+        "--bench-cal-due",
+        "2020-01-31",
+        "--reports",
+        str(tmp_path),
+        "-k",
+        "SAF-08",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*calibration expired: force_meter LC-2000 LC0142 calibration due 2020-01-31*"
+            "--calibration-override*"
+        ]
+    )
+    assert not list(tmp_path.glob("*/record.jsonl"))  # nothing ran, nothing moved
+
+
+def test_calibration_override_marks_evidence_not_valid(pytester, tmp_path):
+    result = pytester.runpytest(
+        str(SUITES),
+        *BENCH,
+        "--bench-cal-due",
+        "2020-01-31",
+        "--calibration-override",
+        "LC out for repair, line trial",
+        "--reports",
+        str(tmp_path),
+        "-k",
+        "SAF-08",
+    )
+    result.assert_outcomes(passed=1)
+    header = _record(tmp_path)[0]
+    assert header["calibration_override"]["reason"] == "LC out for repair, line trial"
+    assert "NOT VALID FOR PRODUCT RELEASE" in header["not_valid_for_release"]
+    assert _record(tmp_path)[-1]["verdict"] != "PASS"  # a partial run is not a pass either

@@ -136,18 +136,18 @@ class AngleTrack(Track):
             a = self._a[k]
             x0 = self._x[k] + self._v[k] * dt0 + 0.5 * a * dt0 * dt0
             v0 = self._v[k] + a * dt0
-            # The condition holds on a union of intervals of this piece; each one starts at the
-            # piece start, where the velocity turns head-down, or where x crosses the level.
-            starts = [0.0]
-            if a != 0.0:
-                starts.append(-v0 / a)
-            starts += _roots(0.5 * a, v0, x0 - level)
-            for s in sorted(s for s in starts if 0.0 <= s < t1 - t0):
-                # a root may be off by rounding: probing just after it decides
-                for probe in (s, s + 1e-9):
-                    x = x0 + v0 * probe + 0.5 * a * probe * probe
-                    if probe < t1 - t0 and x > level and v0 + a * probe > 0.0:
-                        return t0 + probe
+            # x - level and v change sign only at these instants, so the condition is constant
+            # between consecutive ones: a probe inside each interval decides it (a probe at the
+            # instant itself would miss a table leaving the level from rest, x - level ~ s^2).
+            span = t1 - t0
+            cuts = [0.0, -v0 / a] if a != 0.0 else [0.0]
+            cuts += _roots(0.5 * a, v0, x0 - level)
+            edges = sorted({c for c in cuts if 0.0 <= c < span})
+            for lo, hi in zip(edges, [*edges[1:], span], strict=True):
+                probe = lo + (min(hi, lo + 2.0) - lo) / 2.0
+                x = x0 + v0 * probe + 0.5 * a * probe * probe
+                if x > level and v0 + a * probe > 0.0:
+                    return t0 + lo
         return math.inf
 
 
