@@ -244,6 +244,20 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts."""
+    from .results import ResultsDB
+    from .stats import stats_command
+
+    db = Path(args.db or Path(args.reports) / "results.sqlite")
+    if args.ingest:
+        with ResultsDB(db) as d:
+            d.ingest_all(Path(args.reports))
+    charts = Path(args.charts) if args.charts else None
+    print(stats_command(db, args.model, chart_dir=charts, requirement=args.requirement))
+    return 0
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve an emulated bench on 127.0.0.1 until interrupted."""
     from .emulators.bench import EmulatedBench
@@ -357,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--jobs", type=int, default=2, help="models certified at once (default 2)")
     a.add_argument("--reports", default="reports")
     a.set_defaults(func=cmd_certify_all)
+
+    st = sub.add_parser("stats", help="statistics per requirement quantity across units")
+    st.add_argument("model")
+    st.add_argument("--reports", default="reports")
+    st.add_argument("--db", help="results database (default REPORTS/results.sqlite)")
+    st.add_argument("--charts", help="write a control chart PNG per quantity into this directory")
+    st.add_argument("--requirement", help="only this requirement")
+    st.add_argument("--ingest", action="store_true", help="first load every run under REPORTS")
+    st.set_defaults(func=cmd_stats)
 
     e = sub.add_parser("emulate", help="run an emulated bench on 127.0.0.1 until Ctrl-C")
     e.add_argument("model")

@@ -3,6 +3,10 @@
 One JSON object per line, append-only, each line carrying the SHA-256 of the line before (a hash
 chain), flushed and fsynced as written so that a crash loses no completed measurement. A run that
 does not reach its `end` line is incomplete, never PASS.
+
+Every line also carries `fields`: the SHA-256 of the canonical JSON of each of its other fields,
+so that a verifier can name the field that was changed, not only the line (rig/verify.py). The
+chain still decides whether a line is intact; the digests only locate the change.
 """
 
 from __future__ import annotations
@@ -12,13 +16,29 @@ import json
 import math
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from .errors import RigError
+
+try:  # POSIX: serialise appends of several processes (the run, then reviewers signing)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer at a time is then on the user
+    fcntl = None  # type: ignore[assignment]
+
 PASS, FAIL, ERROR = "PASS", "FAIL", "ERROR"
 GENESIS = "0" * 64
+RECORD_NAME = "record.jsonl"
+FIELDS = "fields"
+# written by the record itself; a body that carried them would overwrite the chain's own
+RESERVED = frozenset({"seq", "kind", "prev", FIELDS})
+
+
+class RecordError(RigError):
+    """The record cannot be appended to as asked (changed on disk, partial last line, ...)."""
 
 
 class LimitSpec(Protocol):
@@ -134,7 +154,41 @@ def _jsonable(obj: Any) -> Any:
 
 def canonical(obj: dict[str, Any]) -> bytes:
     """The bytes a record line is hashed over."""
-    return json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":")).encode()
+    return canonical_value(obj)
+
+
+def canonical_value(value: Any) -> bytes:
+    """Canonical JSON of any value (sorted keys, compact, non-finite floats as strings)."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":")).encode()
+
+
+def field_digests(line: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of each field's canonical value, every field but the digest map itself.
+
+    Computed over the value as it will read back (NaN and inf become strings first), so that
+    a verifier recomputing it from the parsed line gets the same digest."""
+    return {
+        k: hashlib.sha256(canonical_value(v)).hexdigest() for k, v in line.items() if k != FIELDS
+    }
+
+
+def line_hash(raw: bytes) -> str:
+    """The SHA-256 of one line's bytes (without its newline): the next line's `prev`."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    # a new file's name is durable only once its directory is synced
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms that cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 def now_iso() -> str:
@@ -149,26 +203,104 @@ class RunRecord:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "traces").mkdir(exist_ok=True)
-        self.path = self.directory / "record.jsonl"
+        self.path = self.directory / RECORD_NAME
         self._lock = threading.Lock()
         self._prev = GENESIS
         self._seq = 0
+        self._size = 0  # bytes of the file this object has accounted for
         self.measurements: list[Measurement] = []
         self.requirement_verdicts: dict[str, str] = {}
         self.header: dict[str, Any] = {}
         self.ended = False
 
-    def _append(self, kind: str, body: dict[str, Any]) -> None:
+    @classmethod
+    def open(cls, directory: Path) -> RunRecord:
+        """An existing record, to append to its chain (signatures after the run).
+
+        Refuses a record whose last line is partial (a write cut short): a line appended
+        after it would be glued to the fragment."""
+        rec = cls.__new__(cls)
+        rec.directory = Path(directory)
+        rec.path = rec.directory / RECORD_NAME
+        rec._lock = threading.Lock()
+        rec.measurements, rec.requirement_verdicts, rec.header = [], {}, {}
+        rec.ended = False
+        try:
+            data = rec.path.read_bytes()
+        except FileNotFoundError:
+            raise RecordError(f"{rec.path}: no such record") from None
+        if data and not data.endswith(b"\n"):
+            raise RecordError(
+                f"{rec.path}: the last line is partial (a write was cut short); "
+                "the record cannot be appended to"
+            )
+        raws = data.split(b"\n")[:-1] if data else []
+        rec._size = len(data)
+        rec._prev = line_hash(raws[-1]) if raws else GENESIS
+        rec._seq = 0
+        names = {f.name for f in fields(Measurement)}
+        for raw in raws:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                raise RecordError(f"{rec.path}: a line is not JSON; verify the record") from None
+            kind = line.get("kind")
+            rec._seq = int(line.get("seq", rec._seq)) + 1
+            if kind == "header":
+                rec.header = _body(line)
+            elif kind == "measurement":
+                rec.measurements.append(
+                    Measurement(**{k: v for k, v in line.items() if k in names})
+                )
+            elif kind == "requirement":
+                rec.requirement_verdicts[line.get("requirement")] = line.get("verdict")
+            elif kind == "end":
+                rec.ended = True
+        return rec
+
+    def _append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.append_at_head(kind, lambda head, seq, time: body)
+
+    def append_at_head(
+        self, kind: str, make_body: Callable[[str, int, str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Append a line whose body depends on the chain head it follows: `make_body(head, seq,
+        time)` is called under the lock with the hash of the last line, this line's seq and its
+        time, so that a signature over the head is over the line it is chained to. Returns the
+        line as written."""
         with self._lock:
-            line = {"seq": self._seq, "kind": kind, "time": now_iso(), **body, "prev": self._prev}
+            time = now_iso()
+            body = make_body(self._prev, self._seq, time)
+            reserved = RESERVED & body.keys()
+            if reserved:
+                raise ValueError(f"record line fields {sorted(reserved)} are the record's own")
+            line = {"seq": self._seq, "kind": kind, "time": time, **body, "prev": self._prev}
+            line[FIELDS] = field_digests(line)
             data = canonical(line)
-            digest = hashlib.sha256(data).hexdigest()
-            with open(self.path, "ab") as f:
-                f.write(data + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            self._prev = digest
+            self._write(data + b"\n")
+            self._prev = line_hash(data)
             self._seq += 1
+            return json.loads(data)
+
+    def _write(self, data: bytes) -> None:
+        created = self._size == 0
+        with open(self.path, "ab") as f:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+            size = os.fstat(f.fileno()).st_size
+            if size != self._size:
+                # someone else appended (or truncated): a line written now would break the chain
+                raise RecordError(
+                    f"{self.path} is {size} bytes, {self._size} expected: it changed on disk "
+                    "since it was opened (another writer?); not appending"
+                    + ("; reopen it with RunRecord.open()" if created else "")
+                )
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._size += len(data)
+        if created:
+            _fsync_dir(self.directory)
 
     def start(self, header: dict[str, Any]) -> None:
         """Write the header: who, what, with what."""
@@ -184,6 +316,7 @@ class RunRecord:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _fsync_dir(path.parent)
         return rel, hashlib.sha256(data).hexdigest()
 
     def add(self, m: Measurement) -> None:
@@ -210,6 +343,10 @@ class RunRecord:
         """Close the run with its overall verdict."""
         self._append("end", {"verdict": verdict, **details})
         self.ended = True
+
+
+def _body(line: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in line.items() if k not in RESERVED and k != "time"}
 
 
 def read_record(path: Path) -> list[dict[str, Any]]:

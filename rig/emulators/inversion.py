@@ -47,12 +47,14 @@ a constant are: `overshoot` (after arriving at ANGLE_SET the table goes on 1.5 d
 0.2 s and comes back in 0.4 s; the hold and STATUS bit 2 start once back, HOLD_S still counts
 from the first arrival), `hold-drift` (while holding under the motor the angle creeps head-down
 at 0.04 deg/s, up to 0.5 deg past the hold angle, where the position loop's error limit catches
-it) and `brake-drift` (once an emergency brake or a power loss has brought the table to rest,
-the brake slips: the angle creeps head-up toward 0 at 0.06 deg/s for as long as what cut the
-drive still cuts it: the open e-stop circuit until it closes, the missing mains until it
-returns, a latched ESTOP command or monitor trip until RESET; a START ends it too. Tying the end
-to the cause keeps verdicts independent of host timing: IT-SAF-07 closes the circuit before its
-quiet window, so no slip is left in it however late the RESET arrives).
+it; the cap keeps a long HOLD_S 0 hold from reaching IT-PERF-03's 1.0 deg or the monitor) and
+`brake-drift` (once an emergency brake or a power loss has brought the table to rest, the brake
+slips: the angle creeps head-up toward 0 at 0.06 deg/s for as long as what cut the drive still
+cuts it: the open e-stop circuit until it closes, the missing mains until it returns (or, if
+the circuit is open by then, until that closes), a latched ESTOP command or monitor trip until
+RESET; a START ends it too. Tying the end to the cause keeps verdicts independent of host
+timing: IT-SAF-07 closes the circuit before its quiet window, so no slip is left in it however
+late the RESET arrives).
 """
 
 from __future__ import annotations

@@ -1,0 +1,366 @@
+"""Electronic signatures of run records (21 CFR Part 11 §11.50, §11.70): Ed25519, in the chain.
+
+A signature is one more line of the record (kind `signature`), chained like every other line.
+Its body holds the printed name, the meaning (`recorded` by the station; `reviewed` or
+`approved` by a person), the role, the UTC date and time, the public key and its fingerprint,
+and an Ed25519 signature over a canonical manifest that binds it to this record and this
+position in it: the hash of every line before it (the chain head it follows), the number of
+lines it signs, the hash of the record's header line, the run's model and serial, and the
+name, meaning, role, time and key themselves. A signature therefore cannot be copied to another
+record or moved within this one, and its name, meaning or time cannot be edited, without
+failing `rig verify`.
+
+Keys are PEM files (PKCS#8) readable by their owner only: the station's at
+`~/.config/spinal-rig/station_ed25519.pem`, a reviewer's at
+`~/.config/spinal-rig/reviewer-<name>_ed25519.pem`; `RIG_KEY_DIR` replaces the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import ConfigError, RigError
+from .record import RECORD_NAME, RunRecord, canonical, line_hash
+
+ALGORITHM = "Ed25519"
+MANIFEST_PURPOSE = "spinal-rig run record signature v1"
+STATION, REVIEWER = "station", "reviewer"
+# what each role may mean by its signature (§11.50(a)(3)); anything else is refused
+MEANINGS: Mapping[str, frozenset[str]] = {
+    STATION: frozenset({"recorded"}),
+    REVIEWER: frozenset({"reviewed", "approved"}),
+}
+KEY_DIR_ENV = "RIG_KEY_DIR"
+STATION_KEY_NAME = "station_ed25519.pem"
+# the fields of a signature line, besides the record's own (seq, kind, time, prev, fields)
+SIGNATURE_FIELDS = (
+    "name",
+    "meaning",
+    "role",
+    "signed_at",
+    "algorithm",
+    "public_key",
+    "fingerprint",
+    "chain_head",
+    "signed_lines",
+    "header_sha256",
+    "model",
+    "serial",
+    "signature",
+)
+
+
+class KeyPermissionError(ConfigError):
+    """A private key file (or its directory) may be read or written by others than its owner."""
+
+
+class SigningError(RigError):
+    """A record cannot be signed as asked (altered, not ended, partial last line, bad meaning)."""
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def key_dir() -> Path:
+    """The directory of the rig's keys: $RIG_KEY_DIR, else ~/.config/spinal-rig."""
+    env = os.environ.get(KEY_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".config" / "spinal-rig"
+
+
+def station_key(path: Path | None = None) -> Ed25519PrivateKey:
+    """The station's signing key, created (mode 0600, directory 0700) on first use.
+
+    Raises KeyPermissionError if the key file may be read or written by anyone but its owner."""
+    return load_or_create_key(Path(path) if path is not None else key_dir() / STATION_KEY_NAME)
+
+
+def reviewer_key(
+    name: str, path: Path | None = None, *, passphrase: bytes | None = None
+) -> Ed25519PrivateKey:
+    """A reviewer's signing key, by printed name (or at `path`), created on first use.
+
+    With `passphrase` the key is stored encrypted and needs it again to be used: a second
+    identification component besides possession of the file (§11.200(a)(1))."""
+    if path is None:
+        path = key_dir() / f"reviewer-{_slug(name)}_ed25519.pem"
+    return load_or_create_key(Path(path), passphrase=passphrase)
+
+
+def load_or_create_key(path: Path, *, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """The Ed25519 key in the PEM file at `path`, created there if there is none."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        _create_key(path, passphrase)
+    return load_key(path, passphrase=passphrase)
+
+
+def load_key(path: Path, *, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """Load an Ed25519 private key, refusing a file whose mode is wider than owner-only."""
+    path = Path(path).expanduser()
+    check_private(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: not a usable private key ({e})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path}: not an Ed25519 private key ({type(key).__name__})")
+    return key
+
+
+def key_is_encrypted(path: Path) -> bool:
+    """True if the PEM key file at `path` needs a passphrase."""
+    return b"ENCRYPTED" in Path(path).expanduser().read_bytes()[:64]
+
+
+def check_private(path: Path) -> None:
+    """Raise KeyPermissionError unless only the owner may read or write the key at `path`."""
+    if os.name != "posix":  # pragma: no cover - mode bits mean nothing there; ACLs decide
+        return
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        raise KeyPermissionError(
+            f"refusing to use private key {path}: its mode is {mode:#o}, which lets others "
+            f"than its owner read or write it (expected 0o600; run: chmod 600 {path})"
+        )
+
+
+def _create_key(path: Path, passphrase: bytes | None) -> None:
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)
+        os.chmod(directory, 0o700)  # explicitly: mkdir's mode is masked by the umask
+    elif directory == key_dir() and os.name == "posix":
+        os.chmod(directory, 0o700)  # the rig's own key directory is always owner-only
+    key = Ed25519PrivateKey.generate()
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    # written whole under a temporary name, then linked in place: a second process creating
+    # the same key at the same moment gets FileExistsError and uses the first one's key
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # explicitly, whatever the umask
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The raw 32-byte public key, lowercase hex."""
+    pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw.hex()
+
+
+def fingerprint(public_hex: str) -> str:
+    """The key's fingerprint: `SHA256:` and the SHA-256 of the raw public key, hex."""
+    return "SHA256:" + hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
+    if not slug:
+        raise ConfigError(f"signer name {name!r}: expected letters or digits")
+    return slug
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+def manifest(
+    *,
+    chain_head: str,
+    signed_lines: int,
+    header_sha256: str,
+    model: Any,
+    serial: Any,
+    name: str,
+    meaning: str,
+    role: str,
+    signed_at: str,
+    public_key: str,
+) -> bytes:
+    """The canonical bytes a signature is made over: what it binds together."""
+    return canonical(
+        {
+            "purpose": MANIFEST_PURPOSE,
+            "algorithm": ALGORITHM,
+            "chain_head": chain_head,
+            "signed_lines": signed_lines,
+            "header_sha256": header_sha256,
+            "model": model,
+            "serial": serial,
+            "name": name,
+            "meaning": meaning,
+            "role": role,
+            "signed_at": signed_at,
+            "public_key": public_key,
+        }
+    )
+
+
+def verify_signature(public_hex: str, signature_hex: str, message: bytes) -> bool:
+    """True if `signature_hex` is the Ed25519 signature of `message` by `public_hex`."""
+    try:
+        pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+        pub.verify(bytes.fromhex(signature_hex), message)
+    except (ValueError, InvalidSignature):
+        return False
+    return True
+
+
+def check_meaning(role: str, meaning: str) -> None:
+    """Raise SigningError unless `meaning` is one `role` may sign with."""
+    if role not in MEANINGS:
+        raise SigningError(f"signature role {role!r}: expected one of {sorted(MEANINGS)}")
+    if meaning not in MEANINGS[role]:
+        raise SigningError(
+            f"signature meaning {meaning!r} for a {role}: expected one of {sorted(MEANINGS[role])}"
+        )
+
+
+def _check_name(name: str) -> str:
+    printed = " ".join(str(name).split())
+    if not printed or any(not c.isprintable() for c in printed):
+        raise SigningError(f"signer name {name!r}: expected a printed name")
+    return printed
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def sign_run(
+    run: Path | str | RunRecord,
+    key: Ed25519PrivateKey,
+    *,
+    name: str,
+    meaning: str,
+    role: str,
+) -> dict[str, Any]:
+    """Append a signature line to the run's record; return the line as written.
+
+    `run` is the run directory (or its record.jsonl), or the live RunRecord that wrote it (the
+    station signing at the end of its run). The record is verified first: an altered record, one
+    with a partial last line, or one without its end line is refused (SigningError), so that
+    nobody signs what `rig verify` would not accept."""
+    from .verify import INCOMPLETE, TAMPERED, verify_run
+
+    check_meaning(role, meaning)
+    name = _check_name(name)
+    record = run if isinstance(run, RunRecord) else None
+    run_dir = record.directory if record is not None else _run_dir(Path(run))
+    report = verify_run(run_dir)
+    if report.status == TAMPERED:
+        raise SigningError(
+            f"{run_dir}: not signing an altered record: " + "; ".join(report.problems[:5])
+        )
+    if report.status == INCOMPLETE:
+        why = "; ".join(report.notes[:2]) or "it has no end line"
+        raise SigningError(f"{run_dir}: not signing an incomplete record ({why})")
+    if record is None:
+        record = RunRecord.open(run_dir)
+    first = record.path.read_bytes().split(b"\n", 1)[0]
+    header = json.loads(first)  # as it reads back, which is what the verifier will see
+    header_sha = line_hash(first)
+    pub = public_key_hex(key)
+    fp = fingerprint(pub)
+
+    def body(head: str, seq: int, time: str) -> dict[str, Any]:
+        message = manifest(
+            chain_head=head,
+            signed_lines=seq,
+            header_sha256=header_sha,
+            model=header.get("model"),
+            serial=header.get("serial"),
+            name=name,
+            meaning=meaning,
+            role=role,
+            signed_at=time,
+            public_key=pub,
+        )
+        return {
+            "name": name,
+            "meaning": meaning,
+            "role": role,
+            "signed_at": time,
+            "algorithm": ALGORITHM,
+            "public_key": pub,
+            "fingerprint": fp,
+            "chain_head": head,
+            "signed_lines": seq,
+            "header_sha256": header_sha,
+            "model": header.get("model"),
+            "serial": header.get("serial"),
+            "signature": key.sign(message).hex(),
+        }
+
+    return record.append_at_head("signature", body)
+
+
+def _run_dir(path: Path) -> Path:
+    return path.parent if path.name == RECORD_NAME else path
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """`rig sign RUN --name NAME --meaning reviewed|approved [--key PEM]`: a person's signature.
+
+    Exit codes: 0 signed; 1 refused (the record is altered or incomplete); 2 usage error (no
+    such run, bad meaning, unusable key)."""
+    from .verify import verify_run
+
+    run_dir = _run_dir(Path(args.run))
+    if not (run_dir / RECORD_NAME).is_file():
+        print(f"error: {args.run} is not a run directory (no {RECORD_NAME})", file=sys.stderr)
+        return 2
+    try:
+        check_meaning(REVIEWER, args.meaning)
+        name = _check_name(args.name)
+        key_path = Path(args.key).expanduser() if getattr(args, "key", None) else None
+        existing = key_path or key_dir() / f"reviewer-{_slug(name)}_ed25519.pem"
+        passphrase = None
+        if existing.exists() and key_is_encrypted(existing):
+            import getpass
+
+            passphrase = getpass.getpass(f"passphrase for {existing}: ").encode()
+        key = reviewer_key(name, key_path, passphrase=passphrase)
+    except (SigningError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        line = sign_run(run_dir, key, name=name, meaning=args.meaning, role=REVIEWER)
+    except RigError as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"signed {run_dir / RECORD_NAME}: {line['name']} ({line['role']}), "
+        f"{line['meaning']}, {line['signed_at']}, key {line['fingerprint']}"
+    )
+    report = verify_run(run_dir)
+    print(report.as_text())
+    return 0

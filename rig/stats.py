@@ -1,0 +1,418 @@
+"""Statistics across units: yield, mean, standard deviation and Cpk per quantity, control charts."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .record import PASS
+from .results import ResultsDB, StoredMeasurement, bindings_key
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Mean, spread and capability index of a set of values against a limit.
+
+    `std` is the sample standard deviation (ddof=1) of the finite values. `index` is the
+    capability index against the limits using that `std` as sigma: `kind` "Cpk" for two limits,
+    "Cpu" (upper only) or "Cpl" (lower only); None with `reason` when it is undefined. Since sigma
+    is the overall sample sigma, not a within-subgroup estimate, some texts call this Ppk."""
+
+    mean: float | None
+    std: float | None
+    index: float | None
+    kind: str | None
+    reason: str
+
+
+def capability(
+    values: Sequence[float | None],
+    low: float | None,
+    high: float | None,
+    equals: float | None = None,
+) -> Capability:
+    """Capability of `values` against low/high (or an `equals` limit, for which it is undefined).
+
+    Cpk = min(USL - mean, mean - LSL) / (3 sigma); Cpu = (USL - mean) / (3 sigma) when only USL
+    exists, Cpl = (mean - LSL) / (3 sigma) when only LSL exists. Non-finite values (inf: the event
+    never happened; None/NaN: not measured) are left out of mean and sigma, and make the index
+    undefined: a capability computed without them would overstate the process."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(finite)
+    mean = math.fsum(finite) / n if n else None
+    std = None
+    if n >= 2 and mean is not None:
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (n - 1))
+
+    def none(reason: str) -> Capability:
+        return Capability(mean, std, None, None, reason)
+
+    if equals is not None:
+        return none("equals limit: Cpk undefined for an exact-value limit")
+    if low is None and high is None:
+        return none("no limit")
+    if n < len(values):
+        return none(f"{len(values) - n} value(s) not finite (never / not measured)")
+    if n < 2 or mean is None or std is None:
+        return none("fewer than 2 values")
+    # all-equal values: the computed std may be a rounding residue rather than exactly 0
+    if max(finite) == min(finite) or std == 0.0:
+        return none("zero spread (sigma = 0)")
+    if low is not None and high is not None:
+        return Capability(mean, std, min(high - mean, mean - low) / (3 * std), "Cpk", "")
+    if high is not None:
+        return Capability(mean, std, (high - mean) / (3 * std), "Cpu", "")
+    assert low is not None
+    return Capability(mean, std, (mean - low) / (3 * std), "Cpl", "")
+
+
+@dataclass(frozen=True)
+class QuantityStats:
+    """One quantity across units: a requirement's measurement at one binding set and one limit.
+
+    `count` counts observations (a run may record a quantity more than once: repeats, several
+    cycles); `runs` the runs and `units` the distinct serials they came from. `pass_yield` is the
+    fraction of observations judged PASS; mean/std (ddof=1)/cpk are over the finite values."""
+
+    requirement: str
+    name: str
+    bindings: dict[str, Any]
+    unit: str
+    low: float | None
+    high: float | None
+    equals: float | None
+    runs: int
+    units: int
+    count: int
+    passes: int
+    pass_yield: float
+    mean: float | None
+    std: float | None
+    cpk: float | None
+    cpk_kind: str | None
+    cpk_reason: str
+
+    def binding_text(self) -> str:
+        """The binding set as a person reads it, e.g. "set=300"."""
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.bindings.items()) or "-"
+
+    def limit_text(self) -> str:
+        """The limit as a person reads it."""
+        if self.equals is not None:
+            return f"= {_fmt(self.equals)}"
+        if self.low is not None and self.high is not None:
+            return f"{_fmt(self.low)} .. {_fmt(self.high)}"
+        if self.high is not None:
+            return f"<= {_fmt(self.high)}"
+        if self.low is not None:
+            return f">= {_fmt(self.low)}"
+        return "-"
+
+
+def _fmt(x: Any, digits: int = 6) -> str:
+    if isinstance(x, float):
+        if x.is_integer() and abs(x) < 1e9:
+            return str(int(x))
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _group_key(m: StoredMeasurement) -> tuple[Any, ...]:
+    # the limits are part of the key: values judged against different limits (a revised profile)
+    # must not be pooled into one capability figure
+    return (m.requirement, m.name, bindings_key(m.bindings), m.unit, m.low, m.high, m.equals)
+
+
+def requirement_stats(
+    db: ResultsDB,
+    model: str,
+    *,
+    requirement: str | None = None,
+    emulated: bool | None = None,
+) -> list[QuantityStats]:
+    """Statistics of every quantity of `model` across units, from complete runs only.
+
+    One row per (requirement, measurement name, binding set) (and per limit, should the recorded
+    limit of a binding set change between runs). Only complete runs with an intact hash chain
+    count: an interrupted run is neither a pass nor a sample. `emulated`: True/False to keep only
+    emulated or only real benches, None for both."""
+    groups: dict[tuple[Any, ...], list[StoredMeasurement]] = {}
+    for m in db.measurements(model, requirement, only_complete=True, emulated=emulated):
+        groups.setdefault(_group_key(m), []).append(m)
+    rows = []
+    for key, ms in groups.items():
+        req, name, _, unit, low, high, equals = key
+        cap = capability([m.value for m in ms], low, high, equals)
+        passes = sum(m.verdict == PASS for m in ms)
+        rows.append(
+            QuantityStats(
+                requirement=req,
+                name=name,
+                bindings=ms[0].bindings,
+                unit=unit,
+                low=low,
+                high=high,
+                equals=equals,
+                runs=len({m.run_id for m in ms}),
+                units=len({m.serial for m in ms}),
+                count=len(ms),
+                passes=passes,
+                pass_yield=passes / len(ms),
+                mean=cap.mean,
+                std=cap.std,
+                cpk=cap.index,
+                cpk_kind=cap.kind,
+                cpk_reason=cap.reason,
+            )
+        )
+    # requirement order, then the order the suites measure in (first seen), which is the
+    # profile's order of binding sets (set=100, 300, 600 ...) rather than a string sort
+    order = {id(r): i for i, r in enumerate(rows)}
+    return sorted(rows, key=lambda r: (r.requirement, order[id(r)]))
+
+
+STATS_COLUMNS = (
+    "requirement",
+    "quantity",
+    "at",
+    "limit",
+    "unit",
+    "runs",
+    "n",
+    "yield",
+    "mean",
+    "std",
+    "Cpk",
+    "note",
+)
+
+
+def stats_cells(row: QuantityStats) -> list[str]:
+    """One row of the stats table as text cells, in STATS_COLUMNS order (for rich tables too)."""
+    cpk = "-" if row.cpk is None else f"{row.cpk:.2f}"
+    if row.cpk is not None and row.cpk_kind != "Cpk":
+        cpk += f" ({row.cpk_kind})"
+    return [
+        row.requirement,
+        row.name,
+        row.binding_text(),
+        row.limit_text(),
+        row.unit,
+        str(row.runs),
+        str(row.count),
+        f"{100 * row.pass_yield:.1f}%",
+        "-" if row.mean is None else _fmt(row.mean),
+        "-" if row.std is None else f"{row.std:.3g}",
+        cpk,
+        row.cpk_reason,
+    ]
+
+
+def format_stats(rows: Sequence[QuantityStats]) -> str:
+    """A plain-text table of the rows for the terminal."""
+    table = [list(STATS_COLUMNS), *(stats_cells(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(STATS_COLUMNS))]
+    numeric = {"runs", "n", "yield", "mean", "std"}
+    out = []
+    for j, cells in enumerate(table):
+        parts = [
+            c.rjust(w) if STATS_COLUMNS[i] in numeric and j else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        out.append("  ".join(parts).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def control_chart(
+    db: ResultsDB,
+    model: str,
+    requirement: str,
+    name: str,
+    bindings: dict[str, Any] | None = None,
+    *,
+    path: Path,
+    emulated: bool | None = None,
+) -> Path:
+    """PNG individuals chart of one quantity across units in run order (complete runs only).
+
+    Shows the values (FAIL in red; never / not measured as marks along the top), the mean, the
+    control limits mean ± 3s (s: the sample standard deviation, ddof=1, as in the stats table)
+    and the spec limits (as steps, should they change between runs). `bindings` selects the
+    binding set; it may be omitted when the quantity has only one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = db.measurements(model, requirement, name, only_complete=True, emulated=emulated)
+    sets = {bindings_key(m.bindings): m.bindings for m in ms}
+    if bindings is None:
+        if len(sets) > 1:
+            listed = "; ".join(bindings_key(b) for b in sets.values())
+            raise ValueError(f"{requirement} {name}: several binding sets, choose one: {listed}")
+        want = next(iter(sets), bindings_key({}))
+    else:
+        want = bindings_key(bindings)
+    ms = [m for m in ms if bindings_key(m.bindings) == want]
+    if not ms:
+        raise ValueError(f"{model} {requirement} {name} {want}: no values in complete runs")
+    cap = capability(
+        [m.value for m in ms], ms[-1].low, ms[-1].high, ms[-1].equals
+    )  # the current limit's capability, for the title only
+    x = list(range(1, len(ms) + 1))
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=90)
+    try:
+        fin = [(i, m) for i, m in zip(x, ms, strict=True) if _finite(m.value)]
+        ax.plot(
+            [i for i, _ in fin],
+            [m.value for _, m in fin],
+            color="#1f4e79",
+            lw=0.8,
+            marker="o",
+            ms=4,
+            label="value",
+        )
+        bad = [(i, m) for i, m in fin if m.verdict != PASS]
+        if bad:
+            ax.plot(
+                [i for i, _ in bad],
+                [m.value for _, m in bad],
+                ls="",
+                marker="o",
+                ms=6,
+                color="#c00000",
+                label="FAIL",
+            )
+        if cap.mean is not None:
+            ax.axhline(cap.mean, color="#2e7d32", lw=1.0, label=f"mean {_fmt(cap.mean)}")
+        if cap.mean is not None and cap.std is not None:
+            for k, sign in enumerate((1, -1)):
+                ax.axhline(
+                    cap.mean + sign * 3 * cap.std,
+                    color="#2e7d32",
+                    lw=0.9,
+                    ls="--",
+                    label="mean ± 3s" if k == 0 else None,
+                )
+        for attr, label in (("low", "LSL"), ("high", "USL"), ("equals", "target")):
+            levels = [getattr(m, attr) for m in ms]
+            style = {"color": "#c00000", "lw": 1.2, "ls": ":", "label": label}
+            if len(set(levels)) == 1 and levels[0] is not None:
+                ax.axhline(levels[0], **style)
+            elif any(v is not None for v in levels):
+                ys = [math.nan if v is None else v for v in levels]
+                ax.step(x, ys, where="mid", **style)
+        odd = [i for i, m in zip(x, ms, strict=True) if not _finite(m.value)]
+        if odd:
+            ax.plot(
+                odd,
+                [1.0] * len(odd),
+                ls="",
+                marker="v",
+                color="#c00000",
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label="never / not measured",
+            )
+        # runs with several observations (repeats, cycles): mark where each run starts
+        starts = [i for i, (a, b) in enumerate(itertools.pairwise(ms), 2) if a.run_id != b.run_id]
+        if len(starts) + 1 < len(ms):
+            for s in starts:
+                ax.axvline(s - 0.5, color="#bbbbbb", lw=0.6)
+        if len(ms) <= 30:
+            ax.set_xticks(x, [m.serial for m in ms], rotation=60, fontsize=7)
+        unit = f" [{ms[0].unit}]" if ms[0].unit else ""
+        at = ", ".join(f"{k}={_fmt(v)}" for k, v in ms[0].bindings.items())
+        idx = f"{cap.kind} {cap.index:.2f}" if cap.index is not None else f"Cpk - ({cap.reason})"
+        ax.set_title(
+            f"{model} {requirement} {name}{' at ' + at if at else ''}: n={len(ms)}, {idx}",
+            fontsize=10,
+        )
+        ax.set_xlabel("unit, in run order")
+        ax.set_ylabel(f"{name}{unit}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
+
+
+def stats_command(
+    db_path: Path,
+    model: str,
+    *,
+    chart_dir: Path | None = None,
+    requirement: str | None = None,
+    emulated: bool | None = None,
+) -> str:
+    """What `rig stats MODEL` prints: the stats table, and control charts into `chart_dir`.
+
+    Raises ConfigError when there is no database at `db_path` (rather than creating an empty
+    one, which would hide a wrong path)."""
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise ConfigError(
+            f"{db_path}: no results database (runs are ingested as each certification ends)"
+        )
+    with ResultsDB(db_path) as db:
+        runs = [r for r in db.runs(model) if emulated is None or r.emulated is emulated]
+        used = [r for r in runs if r.complete and r.chain_intact]
+        head = (
+            f"{model}: {len(used)} complete run(s) of {len(runs)} "
+            f"({len({r.serial for r in used})} unit(s))"
+        )
+        excluded = len(runs) - len(used)
+        if excluded:
+            head += f"; {excluded} incomplete or altered run(s) left out"
+        rows = requirement_stats(db, model, requirement=requirement, emulated=emulated)
+        if not rows:
+            return head + "\nno measurements" + (f" of {requirement}" if requirement else "")
+        text = [
+            head,
+            "std: sample standard deviation (ddof=1); Cpk uses it as sigma; "
+            "yield: fraction of observations judged PASS",
+            format_stats(rows),
+        ]
+        if chart_dir is not None:
+            written = []
+            seen = set()
+            for r in rows:
+                key = (r.requirement, r.name, bindings_key(r.bindings))
+                # a chart needs a spread to show; the chart covers every limit of a binding set
+                if key in seen or r.std is None:
+                    continue
+                seen.add(key)
+                stem = _slug(f"{model}_{r.requirement}_{r.name}_{r.binding_text()}")
+                written.append(
+                    control_chart(
+                        db,
+                        model,
+                        r.requirement,
+                        r.name,
+                        r.bindings,
+                        path=Path(chart_dir) / f"{stem}.png",
+                        emulated=emulated,
+                    )
+                )
+            text.append(f"{len(written)} control chart(s) in {chart_dir}")
+        return "\n".join(text)

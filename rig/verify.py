@@ -1,0 +1,702 @@
+"""Verification of a run record as evidence (21 CFR Part 11 §11.10(a), (c), (e); §11.70).
+
+`verify_run(run_dir)` reads the record and its trace files and says whether they are what the
+rig wrote, naming every alteration it finds: the line (and its seq), the field, the trace file
+and its measurement, the signer. It checks that every line parses and is canonical JSON; the
+hash chain (each line's `prev` is the SHA-256 of the line before); the per-field digests (which
+name the field changed in a line that is otherwise intact); the order of the lines (deleted,
+inserted, reordered); each measurement's trace file against its `trace_sha256`; each signature
+against its public key and against this record and its position in it; and whether the run
+ended.
+
+Status, and the exit code of `rig verify`:
+
+    VALID       0  intact, ended, and signed by the station
+    TAMPERED    1  anything altered, deleted, inserted, reordered, or a signature that fails
+    (usage)     2  no such run directory or record (`cmd_verify`; verify_run raises RecordError)
+    INCOMPLETE  3  intact as far as it goes, but no end line (a run stopped or killed mid-way),
+                   or a last line cut short without its newline (a crash during a write)
+    UNSIGNED    4  intact and ended, but no station signature
+
+What the record alone cannot show: lines cut off its end (indistinguishable from a run that
+stopped there; hence never VALID without the station's signature over the end line, though a
+later reviewer's signature line can be cut off unseen), and a whole record rewritten and
+re-signed with another key (pass `trusted_keys`, the station keys' fingerprints, to catch it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .record import (
+    FIELDS,
+    GENESIS,
+    RECORD_NAME,
+    RecordError,
+    canonical,
+    field_digests,
+    line_hash,
+)
+from .signing import (
+    MEANINGS,
+    SIGNATURE_FIELDS,
+    STATION,
+    fingerprint,
+    manifest,
+    verify_signature,
+)
+
+VALID, TAMPERED, INCOMPLETE, UNSIGNED = "VALID", "TAMPERED", "INCOMPLETE", "UNSIGNED"
+EXIT_CODES = {VALID: 0, TAMPERED: 1, INCOMPLETE: 3, UNSIGNED: 4}
+EXIT_USAGE = 2
+MEANING_OF = {
+    VALID: "the record and its trace files are intact, the run ended, and the station's "
+    "signature verifies",
+    TAMPERED: "the record or its trace files were altered after they were written: "
+    "it is not evidence",
+    INCOMPLETE: "the record is intact as far as it goes, but the run did not end "
+    "(stopped or killed mid-way)",
+    UNSIGNED: "the record is intact and the run ended, but no station signature vouches for it",
+}
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX128 = re.compile(r"[0-9a-f]{128}")
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """One signature line of the record, as verified."""
+
+    line: int
+    seq: Any
+    name: str
+    meaning: str
+    role: str
+    time: str
+    fingerprint: str
+    valid: bool
+    reason: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_run` found: the status, every problem, the signatures, the run's verdict."""
+
+    run_dir: Path
+    record: Path
+    status: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    signatures: list[SignatureInfo] = field(default_factory=list)
+    verdict: str | None = None  # the end line's verdict of the run (PASS, FAIL, INCOMPLETE)
+    ended: bool = False
+    lines: int = 0
+    model: str | None = None
+    serial: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code of `rig verify` for this status."""
+        return EXIT_CODES[self.status]
+
+    @property
+    def ok(self) -> bool:
+        """True only for a VALID record."""
+        return self.status == VALID
+
+    def as_text(self) -> str:
+        """The report as `rig verify` prints it."""
+        out = [f"{self.status}: {MEANING_OF[self.status]}"]
+        out.append(f"record      {self.record} ({self.lines} lines)")
+        run = f"{self.model or '?'} serial {self.serial or '?'}"
+        if self.ended:
+            run += f", ended, run verdict {self.verdict}"
+        else:
+            run += ", not ended"
+        out.append(f"run         {run}")
+        if self.signatures:
+            out.append(f"signatures  {len(self.signatures)}")
+            for s in self.signatures:
+                state = "valid  " if s.valid else "INVALID"
+                out.append(
+                    f"  {state} {s.role:<8} {s.meaning:<8} {s.name!r} at {s.time}, "
+                    f"key {s.fingerprint[:23]}" + (f" ({s.reason})" if s.reason else "")
+                )
+        else:
+            out.append("signatures  none")
+        if self.problems:
+            out.append(f"problems    {len(self.problems)}")
+            out += [f"  - {p}" for p in self.problems]
+        if self.notes:
+            out.append("notes")
+            out += [f"  - {n}" for n in self.notes]
+        return "\n".join(out)
+
+
+def resolve_run(run: Path | str) -> tuple[Path, Path]:
+    """(run directory, record file) of a run directory or a record.jsonl path.
+
+    Raises RecordError if there is no record there (a usage error: exit code 2)."""
+    path = Path(run)
+    if path.is_dir():
+        record = path / RECORD_NAME
+    else:
+        record, path = path, path.parent
+    if not record.is_file():
+        raise RecordError(f"{run}: not a run directory or record ({RECORD_NAME} not found)")
+    return path, record
+
+
+def verify_run(run: Path | str, *, trusted_keys: Iterable[str] | None = None) -> VerifyReport:
+    """Verify a run directory (or its record.jsonl): see the module docstring for the statuses.
+
+    `trusted_keys`: fingerprints (`SHA256:...`) or public keys (hex) of the keys allowed to sign;
+    a signature by any other key is then invalid. Without it, any key that verifies counts."""
+    run_dir, path = resolve_run(run)
+    return _Verifier(run_dir, path, path.read_bytes(), trusted_keys).run()
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """`rig verify RUN [--trust FINGERPRINT ...]`: print the report; exit code by status."""
+    try:
+        report = verify_run(args.run, trusted_keys=getattr(args, "trust", None))
+    except RecordError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report.as_text())
+    return report.exit_code
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+class _Verifier:
+    def __init__(
+        self, run_dir: Path, path: Path, data: bytes, trusted: Iterable[str] | None
+    ) -> None:
+        self.run_dir, self.path, self.data = run_dir, path, data
+        self.trusted = _trusted_set(trusted) if trusted is not None else None
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.raws: list[bytes] = []
+        self.lines: list[dict[str, Any] | None] = []
+        self.hashes: list[str] = []
+        self.torn = False
+        # lines whose own bytes are known altered, and lines whose place in the chain is known
+        # wrong: a chain break next to them is explained and not reported twice
+        self.altered: set[int] = set()
+        self.misplaced: set[int] = set()
+
+    def problem(self, text: str, *, line: int | None = None, placed: int | None = None) -> None:
+        self.problems.append(text)
+        if line is not None:
+            self.altered.add(line)
+        if placed is not None:
+            self.misplaced.add(placed)
+
+    def run(self) -> VerifyReport:
+        self.split()
+        self.parse()
+        self.check_fields()
+        self.check_order()
+        self.check_chain()
+        self.check_structure()
+        self.check_traces()
+        signatures = self.check_signatures()
+        ends = [x for x in self.lines if x is not None and x.get("kind") == "end"]
+        header = self.header()
+        if not self.raws and not self.torn:
+            self.notes.append("the record is empty: the run stopped before writing its header")
+        elif not ends:
+            last = next((x for x in reversed(self.lines) if x is not None), {})
+            self.notes.append(
+                f"no end line: the run stopped after seq {last.get('seq')} ({len(self.raws)} lines)"
+            )
+        station_signed = any(
+            s.valid and s.role == STATION and s.meaning in MEANINGS[STATION] for s in signatures
+        )
+        if self.problems:
+            status = TAMPERED
+        elif self.torn or not ends:
+            status = INCOMPLETE
+        elif station_signed:
+            status = VALID
+        else:
+            status = UNSIGNED
+        return VerifyReport(
+            run_dir=self.run_dir,
+            record=self.path,
+            status=status,
+            problems=self.problems,
+            notes=self.notes,
+            signatures=signatures,
+            verdict=ends[-1].get("verdict") if ends else None,
+            ended=bool(ends),
+            lines=len(self.raws),
+            model=_str_or_none(header.get("model")),
+            serial=_str_or_none(header.get("serial")),
+        )
+
+    # -- lines -------------------------------------------------------------------------------
+    def split(self) -> None:
+        parts = self.data.split(b"\n")
+        tail = parts.pop()  # b"" when the file ends with its newline, as written
+        self.raws = parts
+        if not tail:
+            return
+        n = len(parts) + 1
+        try:
+            obj = json.loads(tail)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and canonical(obj) == tail:
+            # the write got all but its newline: checked like any line, but the run is not over
+            self.raws.append(tail)
+            self.torn = True
+            self.notes.append(
+                f"line {n} (seq {obj.get('seq')}) lacks its newline: its write was cut short, "
+                "so the record is incomplete"
+            )
+        elif obj is None and _is_torn_line(tail):
+            self.torn = True
+            self.notes.append(
+                f"line {n} is partial ({len(tail)} bytes, no newline): a write cut short by a "
+                "crash or power loss; it is not part of the record"
+            )
+        else:
+            self.problem(
+                f"line {n}: bytes after the last line that are not a record line nor the start "
+                "of one (altered or appended)"
+            )
+
+    def parse(self) -> None:
+        for i, raw in enumerate(self.raws):
+            obj: Any = None
+            if not raw.strip():
+                self.problem(f"line {i + 1}: empty line (inserted)", line=i)
+            else:
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    self.problem(f"line {i + 1}: not JSON (bytes altered)", line=i)
+                if obj is not None and not isinstance(obj, dict):
+                    self.problem(f"line {i + 1}: not a JSON object (altered)", line=i)
+                    obj = None
+            self.lines.append(obj)
+            self.hashes.append(line_hash(raw))
+            if obj is not None and canonical(obj) != raw:
+                self.problem(
+                    f"{self.label(i)}: not in canonical form (its bytes were edited)", line=i
+                )
+
+    def label(self, i: int) -> str:
+        obj = self.lines[i] if i < len(self.lines) else None
+        if obj is None:
+            return f"line {i + 1}"
+        kind = obj.get("kind")
+        what = str(kind)
+        if kind == "measurement":
+            what = f"measurement {obj.get('requirement')} {obj.get('name')}"
+        elif kind == "requirement":
+            what = f"requirement {obj.get('requirement')}"
+        elif kind == "event":
+            what = f"event {obj.get('event')!r}"
+        elif kind == "signature" or ("public_key" in obj and "name" in obj):
+            what = f"signature by {obj.get('name')!r}"
+        return f"line {i + 1} (seq {obj.get('seq')}, {what})"
+
+    def header(self) -> dict[str, Any]:
+        first = self.lines[0] if self.lines else None
+        return first if first is not None and first.get("kind") == "header" else {}
+
+    # -- per-field digests -------------------------------------------------------------------
+    def check_fields(self) -> None:
+        present = [x for x in self.lines if x is not None]
+        if not any(FIELDS in x for x in present):
+            if present:
+                self.notes.append(
+                    "the lines carry no per-field digests (written before they were added): "
+                    "an alteration is located by line, not by field"
+                )
+            return
+        for i, obj in enumerate(self.lines):
+            if obj is None:
+                continue
+            digests = obj.get(FIELDS)
+            if not isinstance(digests, dict):
+                self.problem(f"{self.label(i)}: its field digests were removed or mangled", line=i)
+                continue
+            actual = field_digests(obj)
+            for k in sorted(actual.keys() | digests.keys()):
+                if k not in digests:
+                    self.problem(f"{self.label(i)}: field {k!r} was added", line=i)
+                elif k not in actual:
+                    self.problem(f"{self.label(i)}: field {k!r} was removed", line=i)
+                elif digests[k] != actual[k]:
+                    placed = i if k in ("prev", "seq") else None
+                    self.problem(
+                        f"{self.label(i)}: field {k!r} altered (its value does not match the "
+                        "digest written with it)",
+                        line=i,
+                        placed=placed,
+                    )
+
+    # -- order: deleted, inserted, reordered lines ------------------------------------------
+    def check_order(self) -> None:
+        seqs: list[tuple[int, int]] = []
+        for i, obj in enumerate(self.lines):
+            if obj is None:
+                continue
+            s = obj.get("seq")
+            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+                self.problem(f"{self.label(i)}: seq is not a count", line=i)
+                continue
+            seqs.append((i, s))
+        if not seqs:
+            return
+        where: dict[int, list[int]] = {}
+        for i, s in seqs:
+            where.setdefault(s, []).append(i)
+        for s, count in sorted(Counter(s for _, s in seqs).items()):
+            if count > 1:
+                at = where[s]
+                self.problems.append(
+                    f"seq {s} appears on lines {', '.join(str(i + 1) for i in at)}: "
+                    "a line was duplicated or inserted"
+                )
+                self.misplaced.update(at)
+        present = set(where)
+        missing = sorted(set(range(max(present) + 1)) - present)
+        for first, last in _runs(missing):
+            after = next((i for i, s in seqs if s > last), None)
+            span = f"seq {first}" if first == last else f"seq {first} to {last}"
+            where_text = f"before line {after + 1}" if after is not None else "at the end"
+            self.problems.append(f"{span} missing {where_text}: line(s) deleted")
+            if after is not None:
+                self.misplaced.add(after)
+        highest = -1
+        prev_i = None
+        for i, s in seqs:
+            if s < highest and prev_i is not None:
+                self.problems.append(
+                    f"{self.label(i)} comes after seq {highest}: lines reordered or a line inserted"
+                )
+                self.misplaced.update((i, prev_i))
+            highest = max(highest, s)
+            prev_i = i
+
+    # -- the hash chain ----------------------------------------------------------------------
+    def check_chain(self) -> None:
+        n = len(self.lines)
+        index_of = {h: i for i, h in enumerate(self.hashes)}
+
+        def broken(i: int) -> bool:
+            obj = self.lines[i]
+            expect = GENESIS if i == 0 else self.hashes[i - 1]
+            return obj is not None and obj.get("prev") != expect
+
+        breaks = [i for i in range(n) if broken(i)]
+        for i in breaks:
+            if i == 0:
+                if not self.altered & {0} and 0 not in self.misplaced:
+                    self.problem(
+                        f"{self.label(0)}: prev is not the genesis hash: the first line was "
+                        "replaced or a line inserted before it",
+                        placed=0,
+                    )
+                continue
+            if i - 1 in self.altered or i in self.misplaced or i - 1 in self.misplaced:
+                continue  # already reported: the break follows from it
+            obj = self.lines[i] or {}
+            j = index_of.get(str(obj.get("prev")))
+            if j is not None:
+                self.problem(
+                    f"{self.label(i)} is chained after line {j + 1}, not after line {i}: "
+                    "lines reordered or inserted",
+                    placed=i,
+                )
+            elif i + 1 < n and (i + 1) in breaks and i not in self.altered:
+                # its prev and its own hash both fail: one edit of this line explains both
+                self.problem(
+                    f"{self.label(i)} altered (field unknown: value and digest both changed)",
+                    line=i,
+                    placed=i,
+                )
+            else:
+                self.problem(
+                    f"{self.label(i - 1)} altered (field unknown: value and digest both "
+                    f"changed): its hash does not match the prev of line {i + 1}",
+                    line=i - 1,
+                )
+
+    # -- kinds in their places ---------------------------------------------------------------
+    def check_structure(self) -> None:
+        kinds = [(i, x.get("kind")) for i, x in enumerate(self.lines) if x is not None]
+        if kinds and (kinds[0][0] != 0 or kinds[0][1] != "header"):
+            self.problem(
+                f"{self.label(0)} is not the header: the header was removed or replaced",
+                placed=0,
+            )
+        headers = [i for i, k in kinds if k == "header"]
+        for i in headers[1:]:
+            self.problem(f"{self.label(i)}: a second header (inserted)", placed=i)
+        ends = [i for i, k in kinds if k == "end"]
+        for i in ends[1:]:
+            self.problem(f"{self.label(i)}: a second end line (inserted)", placed=i)
+        end = ends[0] if ends else None
+        for i, k in kinds:
+            if end is not None and i > end and k != "signature":
+                self.problem(
+                    f"{self.label(i)} comes after the end line: only signatures may follow it",
+                    placed=i,
+                )
+            if k == "signature" and (end is None or i < end):
+                self.problem(
+                    f"{self.label(i)} comes before the end line: a record is signed once it "
+                    "has ended",
+                    placed=i,
+                )
+
+    # -- trace files -------------------------------------------------------------------------
+    def check_traces(self) -> None:
+        referenced: set[str] = set()
+        for i, obj in enumerate(self.lines):
+            if obj is None or obj.get("kind") != "measurement" or obj.get("trace") is None:
+                continue
+            rel, sha = obj.get("trace"), obj.get("trace_sha256")
+            what = self.label(i)
+            if not isinstance(rel, str) or not _inside(rel):
+                self.problem(f"{what}: trace path {rel!r} is not inside the run directory", line=i)
+                continue
+            referenced.add(rel)
+            path = self.run_dir / rel
+            if not path.is_file():
+                self.problem(f"trace file {rel} of {what} is missing", line=i)
+                continue
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            if actual != sha:
+                self.problem(
+                    f"trace file {rel} of {what} altered: its SHA-256 is {actual[:16]}..., "
+                    f"the record says {str(sha)[:16]}...",
+                    line=i,
+                )
+        traces = self.run_dir / "traces"
+        if traces.is_dir():
+            extra = sorted(
+                f"traces/{p.name}"
+                for p in traces.iterdir()
+                if p.suffix == ".csv" and f"traces/{p.name}" not in referenced
+            )
+            if extra:
+                self.notes.append(
+                    f"{len(extra)} trace file(s) named by no measurement, so not evidence: "
+                    + ", ".join(extra[:5])
+                    + (" ..." if len(extra) > 5 else "")
+                )
+
+    # -- signatures --------------------------------------------------------------------------
+    def check_signatures(self) -> list[SignatureInfo]:
+        out: list[SignatureInfo] = []
+        header = self.header()
+        station_id = (header.get("station") or {}).get("id") if header else None
+        for i, obj in enumerate(self.lines):
+            if obj is None or obj.get("kind") != "signature":
+                continue
+            reason = self.signature_fault(i, obj, header)
+            if reason is None and self.trusted is not None:
+                pub = str(obj.get("public_key"))
+                if fingerprint(pub).removeprefix("SHA256:") not in self.trusted:
+                    reason = "its key is not one of the trusted keys"
+            if reason is None and any(a < i for a in self.altered | self.misplaced):
+                reason = "the lines it signs were altered after it was made"
+            elif reason is not None:
+                self.problem(f"{self.label(i)}: {reason}", line=i)
+            name = str(obj.get("name"))
+            role = str(obj.get("role"))
+            if reason is None and role == STATION and station_id and name != str(station_id):
+                self.notes.append(
+                    f"the station signature is by {name!r}, the header names station {station_id!r}"
+                )
+            out.append(
+                SignatureInfo(
+                    line=i + 1,
+                    seq=obj.get("seq"),
+                    name=name,
+                    meaning=str(obj.get("meaning")),
+                    role=role,
+                    time=str(obj.get("signed_at", obj.get("time"))),
+                    fingerprint=str(obj.get("fingerprint")),
+                    valid=reason is None,
+                    reason=reason or "",
+                )
+            )
+        return out
+
+    def signature_fault(self, i: int, obj: dict[str, Any], header: dict[str, Any]) -> str | None:
+        """Why the signature on line i does not hold, or None if it does."""
+        missing = [k for k in SIGNATURE_FIELDS if k not in obj]
+        if missing:
+            return f"signature fields {missing} missing"
+        role, meaning = obj["role"], obj["meaning"]
+        if role not in MEANINGS or meaning not in MEANINGS[role]:
+            return f"role {role!r} with meaning {meaning!r} is not an allowed signature"
+        pub, sig = obj["public_key"], obj["signature"]
+        if not (isinstance(pub, str) and _HEX64.fullmatch(pub)):
+            return "its public key is malformed"
+        if not (isinstance(sig, str) and _HEX128.fullmatch(sig)):
+            return "its signature is malformed"
+        if obj["fingerprint"] != fingerprint(pub):
+            return "its key fingerprint does not match its public key"
+        if i == 0 or not header:
+            return "the record has no header for it to be bound to"
+        common = {
+            "name": obj["name"],
+            "meaning": meaning,
+            "role": role,
+            "signed_at": obj["signed_at"],
+            "public_key": pub,
+        }
+        here = manifest(
+            chain_head=self.hashes[i - 1],
+            signed_lines=i,
+            header_sha256=self.hashes[0],
+            model=header.get("model"),
+            serial=header.get("serial"),
+            **common,
+        )
+        if verify_signature(pub, sig, here):
+            return None
+        claimed = manifest(
+            chain_head=obj["chain_head"],
+            signed_lines=obj["signed_lines"],
+            header_sha256=obj["header_sha256"],
+            model=obj["model"],
+            serial=obj["serial"],
+            **common,
+        )
+        if verify_signature(pub, sig, claimed):
+            if obj["header_sha256"] != self.hashes[0]:
+                return (
+                    f"made for another record (model {obj['model']}, serial {obj['serial']}, "
+                    f"header {str(obj['header_sha256'])[:12]}...): copied or moved here"
+                )
+            return "made over other lines than those before it: moved within the record"
+        return "it does not verify: its signature, name, meaning, role, time or key was altered"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _str_or_none(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+def _inside(rel: str) -> bool:
+    p = PurePosixPath(rel)
+    return not p.is_absolute() and ".." not in p.parts and "\\" not in rel
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for v in values:
+        if out and v == out[-1][1] + 1:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
+
+
+def _trusted_set(keys: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for k in keys:
+        k = k.strip().lower().removeprefix("sha256:")
+        if _HEX64.fullmatch(k):
+            out.add(k)  # a fingerprint ...
+            out.add(fingerprint(k).removeprefix("SHA256:"))  # ... or a public key
+    return out
+
+
+_STR = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*'
+_STRING = re.compile(_STR + '"')
+_STRING_START = re.compile(_STR + r"(?:\\(?:u[0-9a-fA-F]{0,3})?)?\Z")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_NUMBER_START = re.compile(r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*|(?:\.[0-9]+)?[eE][-+]?[0-9]*)?)?")
+_LITERALS = ("true", "false", "null")
+
+
+def _is_torn_line(tail: bytes) -> bool:
+    """True if `tail` is a proper prefix of a canonical JSON object: what a write cut short
+    leaves. A complete object followed by anything, or any byte a record line cannot hold,
+    is not (that is an alteration, not a crash)."""
+    try:
+        text = tail.decode("ascii")  # canonical lines are ASCII (non-ASCII is \\u-escaped)
+    except UnicodeDecodeError:
+        return False
+    if not text.startswith("{"):
+        return False
+    stack: list[str] = []
+    state = "value"
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if state in ("value", "value_or_close"):
+            if state == "value_or_close" and c == "]":
+                stack.pop()
+                i, state = i + 1, "after"
+            elif c in "{[":
+                stack.append("}" if c == "{" else "]")
+                i, state = i + 1, "key_or_close" if c == "{" else "value_or_close"
+            elif c == '"':
+                m = _STRING.match(text, i)
+                if m is None:
+                    return _STRING_START.match(text, i) is not None
+                i, state = m.end(), "after"
+            elif c == "-" or c.isdigit():
+                j = i
+                while j < n and text[j] in "+-.eE0123456789":
+                    j += 1
+                if j == n:
+                    return _NUMBER_START.fullmatch(text, i) is not None
+                if _NUMBER.fullmatch(text, i, j) is None:
+                    return False
+                i, state = j, "after"
+            else:
+                lit = next((x for x in _LITERALS if text.startswith(x, i)), None)
+                if lit is None:
+                    return any(x.startswith(text[i:]) for x in _LITERALS)
+                i, state = i + len(lit), "after"
+        elif state in ("key", "key_or_close"):
+            if state == "key_or_close" and c == "}":
+                stack.pop()
+                i, state = i + 1, "after"
+                continue
+            if c != '"':
+                return False
+            m = _STRING.match(text, i)
+            if m is None:
+                return _STRING_START.match(text, i) is not None
+            i, state = m.end(), "colon"
+        elif state == "colon":
+            if c != ":":
+                return False
+            i, state = i + 1, "value"
+        else:  # after a value
+            if not stack:
+                return False  # something after a complete object
+            if c == ",":
+                i, state = i + 1, "key" if stack[-1] == "}" else "value"
+            elif c == stack[-1]:
+                stack.pop()
+                i += 1
+            else:
+                return False
+    return bool(stack)
