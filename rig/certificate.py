@@ -15,7 +15,9 @@ from xml.sax.saxutils import escape
 from . import __version__
 from .check import worst
 from .errors import ConfigError, RigError
-from .record import FAIL, PASS, Measurement, verify_chain
+from .profiles import Profile, load_profile
+from .record import FAIL, PASS, Measurement
+from .verify import MEANING_OF, TAMPERED, VerifyReport, verify_run
 
 HTML_NAME = "certificate.html"
 PDF_NAME = "certificate.pdf"
@@ -24,6 +26,11 @@ INVALID = "INVALID"
 NOT_RUN = "NOT RUN"
 NOT_CONCLUDED = "NOT CONCLUDED"
 BANNER = "NOT VALID FOR PRODUCT RELEASE"
+SIGNATURE_NOTE = (
+    "Each signature is checked here as `rig verify` checks it (its key, this record, its place "
+    "in it). Whether the key is the named person's is not: compare the fingerprint with the "
+    "signer's registered key."
+)
 
 # Header (or end line) fields that, when set, say the run may not release a product. The
 # calibration override is the one the rig writes; the others are accepted so that a later
@@ -89,11 +96,14 @@ class Signature:
     time: str
     fingerprint: str
     algorithm: str = ""
+    signs: str = ""
+    verified: bool | None = None  # None: the verifier did not report on this line
+    check: str = ""
 
 
 @dataclass
 class Certificate:
-    """Everything the certificate shows, in the order it shows it."""
+    """Everything the certificate shows; the renderers only lay it out."""
 
     model: str
     serial: str
@@ -128,17 +138,23 @@ class Certificate:
 # --------------------------------------------------------------------------- from the record
 
 
-def build_certificate(run_dir: Path, *, profile: Any = None) -> Certificate:
+def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certificate:
     """Read a run directory's record (and the profile, for the requirement texts)."""
-    run_dir = Path(run_dir)
+    run_dir = _run_dir(run_dir)
     path = run_dir / "record.jsonl"
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no record.jsonl (not a run directory)")
     raw = path.read_bytes()
-    try:
-        lines = [json.loads(x) for x in raw.splitlines() if x.strip()]
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not a run record ({e})") from None
+    lines: list[dict[str, Any]] = []
+    for x in raw.splitlines():
+        try:
+            line = json.loads(x)
+        except json.JSONDecodeError:
+            # a crash can tear the last line; what came before it is still evidence (and the
+            # chain check below reports the tear)
+            break
+        if isinstance(line, dict):
+            lines.append(line)
     header = next((x for x in lines if x.get("kind") == "header"), None)
     if header is None:
         raise ConfigError(f"{path}: no header line, so no model or serial to certify")
@@ -152,8 +168,6 @@ def build_certificate(run_dir: Path, *, profile: Any = None) -> Certificate:
 
     if profile is None:
         try:
-            from .profiles import load_profile
-
             profile = load_profile(model)
         except RigError as e:
             warnings.append(
@@ -172,9 +186,16 @@ def build_certificate(run_dir: Path, *, profile: Any = None) -> Certificate:
                     "those of the record"
                 )
 
-    problems = verify_chain(path)
-    if problems:
-        blockers.append("record altered (" + "; ".join(problems[:3]) + ")")
+    # the same check as `rig verify`: chain, field digests, order, trace files, signatures
+    report = verify_run(run_dir)
+    tampered = report.status == TAMPERED
+    if tampered:
+        blockers.append(
+            "record or trace files altered after they were written ("
+            + "; ".join(report.problems[:3])
+            + (f"; {len(report.problems) - 3} more" if len(report.problems) > 3 else "")
+            + ")"
+        )
     blockers += _release_blockers(header, end)
     if end is None:
         blockers.append("run incomplete: the record has no end line")
@@ -187,12 +208,6 @@ def build_certificate(run_dir: Path, *, profile: Any = None) -> Certificate:
     for x in lines:
         if x.get("kind") == "requirement":
             concluded.setdefault(str(x.get("requirement")), []).append(x)
-
-    altered, missing = _check_traces(run_dir, lines)
-    if altered:
-        blockers.append("trace file altered since the run: " + ", ".join(altered))
-    if missing:
-        warnings.append("trace file missing from the run directory: " + ", ".join(missing))
 
     plots = _plots(run_dir, lines)
     entries: list[RequirementEntry] = []
@@ -232,11 +247,13 @@ def build_certificate(run_dir: Path, *, profile: Any = None) -> Certificate:
     shown = {p.file for e in entries for p in e.plots}
     other = [p for p in plots.values() if p.file not in shown]
 
-    verdict, detail = _overall(end, entries, problems)
+    verdict, detail = _overall(end, entries, tampered)
+    # the plugin's safe-state guard writes "... NOT confirmed" when the table may be unsafe:
+    # that belongs on the first page, whatever the verdicts say
     events = [
         f"{x.get('time', '')}: {x.get('event')}" + (f" ({x['error']})" if x.get("error") else "")
         for x in lines
-        if x.get("kind") == "event" and "NOT" in str(x.get("event", ""))
+        if x.get("kind") == "event" and "not confirmed" in str(x.get("event", "")).lower()
     ]
     table = header.get("table") if isinstance(header.get("table"), dict) else {}
     if table and "serial" in table and str(table["serial"]) != serial:
@@ -252,17 +269,22 @@ def build_certificate(run_dir: Path, *, profile: Any = None) -> Certificate:
         verdict_detail=detail,
         release_blockers=blockers,
         warnings=warnings,
-        identity=_identity(header, end),
+        identity=[*_identity(header, end), ("Record check (rig verify)", _check_text(report))],
         station=_station(header),
         instruments=_instruments(header),
         requirements=entries,
         other_plots=other,
-        signatures=[_signature(x) for x in lines if x.get("kind") == "signature"],
+        signatures=[_signature(x, report) for x in lines if x.get("kind") == "signature"],
         record_sha256=hashlib.sha256(raw).hexdigest(),
         record_lines=len(lines),
         generated=datetime.now(UTC).isoformat(timespec="seconds"),
         events=events,
     )
+
+
+def _run_dir(path: Path) -> Path:
+    path = Path(path)
+    return path.parent if path.is_file() and path.name == "record.jsonl" else path
 
 
 def _short(h: object) -> str:
@@ -294,14 +316,18 @@ def _measurement(x: dict[str, Any]) -> Measurement:
 
 def _release_blockers(header: dict[str, Any], end: dict[str, Any] | None) -> list[str]:
     out: list[str] = []
+    overridden = False
     for where in (header, end or {}):
+        overridden |= _set(where.get("calibration_override"))
         for key in RELEASE_BLOCKERS:
             value = where.get(key)
-            if value in (None, False, "", {}, []):
+            if not _set(value):
                 continue
-            label = key.replace("_", " ")
-            reason = _reason(value)
-            out.append(f"{label}: {reason}" if reason else label)
+            if key == "not_valid_for_release" and _set(where.get("calibration_override")):
+                # the rig writes this beside the override, for the same cause: the override's
+                # own reason (and expired instruments) says more
+                continue
+            out.append(_blocker(key.replace("_", " "), value))
         if where.get("valid_for_release") is False:
             out.append("run marked not valid for release")
     station = header.get("station") if isinstance(header.get("station"), dict) else {}
@@ -312,10 +338,28 @@ def _release_blockers(header: dict[str, Any], end: dict[str, Any] | None) -> lis
     started = _day(header.get("started") or header.get("time"))
     instruments = header.get("instruments") if isinstance(header.get("instruments"), dict) else {}
     for role, inst in instruments.items():
-        due = _day(inst.get("calibration_due")) if isinstance(inst, dict) else None
-        if started and due and due < started:
+        if not isinstance(inst, dict):
+            continue
+        # an override may be written per instrument rather than for the whole run
+        for key in RELEASE_BLOCKERS:
+            if _set(inst.get(key)):
+                out.append(_blocker(f"{role} {key.replace('_', ' ')}", inst[key]))
+        due = _day(inst.get("calibration_due"))
+        # an override names its expired instruments already
+        if started and due and due < started and not overridden:
             out.append(f"{role} calibration was due {due}, before the run ({started})")
     return list(dict.fromkeys(out))
+
+
+def _set(value: Any) -> bool:
+    return value not in (None, False, "", {}, [])
+
+
+def _blocker(label: str, value: Any) -> str:
+    reason = _reason(value)
+    # a writer may have put the banner's own words in front of its reason
+    reason = re.sub(rf"^\s*{BANNER}\s*[:-]?\s*", "", reason, flags=re.IGNORECASE)
+    return f"{label}: {reason}" if reason else label
 
 
 def _reason(value: Any) -> str:
@@ -324,12 +368,11 @@ def _reason(value: Any) -> str:
     if isinstance(value, dict):
         for key in ("reason", "note", "why", "text"):
             if value.get(key):
-                rest = {k: v for k, v in value.items() if k != key}
-                extra = ", ".join(f"{k} {v}" for k, v in rest.items() if v not in (None, ""))
-                return f"{value[key]}" + (f" ({extra})" if extra else "")
-        return ", ".join(f"{k} {v}" for k, v in value.items())
+                rest = [f"{k} {_reason(v)}" for k, v in value.items() if k != key and _set(v)]
+                return f"{value[key]}" + (f" ({'; '.join(rest)})" if rest else "")
+        return "; ".join(f"{k} {_reason(v)}" for k, v in value.items() if _set(v))
     if isinstance(value, list):
-        return "; ".join(_reason(v) or str(v) for v in value)
+        return ", ".join(_reason(v) for v in value)
     return str(value)
 
 
@@ -340,22 +383,6 @@ def _day(text: Any) -> date | None:
         return date.fromisoformat(str(text)[:10])
     except ValueError:
         return None
-
-
-def _check_traces(run_dir: Path, lines: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    altered: list[str] = []
-    missing: list[str] = []
-    seen: dict[str, str] = {}
-    for x in lines:
-        if x.get("kind") == "measurement" and x.get("trace") and x.get("trace_sha256"):
-            seen[str(x["trace"])] = str(x["trace_sha256"])
-    for rel, digest in seen.items():
-        p = run_dir / rel
-        if not p.is_file():
-            missing.append(rel)
-        elif hashlib.sha256(p.read_bytes()).hexdigest() != digest:
-            altered.append(rel)
-    return altered, missing
 
 
 def _natural(text: str) -> list[Any]:
@@ -454,7 +481,7 @@ def _g(v: Any) -> str:
 
 
 def _overall(
-    end: dict[str, Any] | None, entries: list[RequirementEntry], problems: list[str]
+    end: dict[str, Any] | None, entries: list[RequirementEntry], tampered: bool
 ) -> tuple[str, str]:
     if end is None:
         return INCOMPLETE, (
@@ -462,8 +489,11 @@ def _overall(
         )
     if end.get("verdict") == INCOMPLETE or end.get("complete") is False:
         return INCOMPLETE, "The run was interrupted. This unit is not certified."
-    if problems:
-        return INVALID, "The record was altered after the run; its verdicts are not evidence."
+    if tampered:
+        return INVALID, (
+            "The record's hash chain does not verify: it was altered or damaged after the run, "
+            "so its verdicts are not evidence."
+        )
     bad = [e.id for e in entries if e.verdict != PASS and e.in_profile]
     unsafe = end.get("unsafe")
     if end.get("verdict") == PASS and not bad and not unsafe:
@@ -573,12 +603,28 @@ def _first(x: dict[str, Any], *keys: str) -> str:
     return ""
 
 
-def _signature(x: dict[str, Any]) -> Signature:
+def _signature(x: dict[str, Any], report: VerifyReport) -> Signature:
     fingerprint = _first(x, "fingerprint", "key_fingerprint", "public_key_fingerprint", "key_id")
     if not fingerprint and x.get("public_key"):
-        # no fingerprint recorded: one over the key exactly as recorded, and said to be so
-        digest = hashlib.sha256(str(x["public_key"]).encode()).hexdigest()
-        fingerprint = f"SHA256:{digest} (computed here over the recorded public key)"
+        # as rig.signing computes it: over the raw key (hex), else over the text as recorded
+        pub = str(x["public_key"])
+        try:
+            raw = bytes.fromhex(pub)
+        except ValueError:
+            raw = pub.encode()
+        fingerprint = f"SHA256:{hashlib.sha256(raw).hexdigest()} (computed here)"
+    signs = ""
+    if isinstance(x.get("signed_lines"), int):
+        signs = f"record lines 1 to {x['signed_lines']}"
+        if x.get("chain_head"):
+            signs += f" (chain head {x['chain_head']})"
+    info = next((i for i in report.signatures if i.seq == x.get("seq")), None)
+    if info is None:
+        verified, check = None, "not checked"
+    elif info.valid:
+        verified, check = True, "verifies against its public key, over this record"
+    else:
+        verified, check = False, f"DOES NOT VERIFY: {info.reason or 'invalid'}"
     return Signature(
         name=_first(x, "name", "printed_name", "signer", "signed_by") or "(no name recorded)",
         role=_first(x, "role", "title") or "-",
@@ -586,15 +632,28 @@ def _signature(x: dict[str, Any]) -> Signature:
         time=_first(x, "signed_at", "time") or "-",
         fingerprint=fingerprint or "(no key recorded)",
         algorithm=_first(x, "algorithm", "alg", "key_type"),
+        signs=signs,
+        verified=verified,
+        check=check,
     )
+
+
+def _check_text(report: VerifyReport) -> str:
+    text = f"{report.status}: {MEANING_OF.get(report.status, '')}"
+    if report.problems and report.status != TAMPERED:
+        text += " (" + "; ".join(report.problems[:2]) + ")"
+    return text
 
 
 # --------------------------------------------------------------------------- outputs
 
 
-def write_certificate(run_dir: Path, *, profile: Any = None) -> tuple[Path, Path]:
-    """Write certificate.html and certificate.pdf into the run directory; their paths."""
-    run_dir = Path(run_dir)
+def write_certificate(run_dir: Path, *, profile: Profile | None = None) -> tuple[Path, Path]:
+    """Write certificate.html and certificate.pdf into the run directory; their paths.
+
+    `run_dir` may also be the run's record.jsonl. Raises ConfigError when there is no record.
+    """
+    run_dir = _run_dir(run_dir)
     cert = build_certificate(run_dir, profile=profile)
     html_path = run_dir / HTML_NAME
     pdf_path = run_dir / PDF_NAME
@@ -621,7 +680,9 @@ def render_html(cert: Certificate) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template("certificate.html.j2").render(cert=cert, colour=verdict_colour)
+    return env.get_template("certificate.html.j2").render(
+        cert=cert, colour=verdict_colour, signature_note=SIGNATURE_NOTE
+    )
 
 
 def verdict_colour(verdict: str) -> str:
@@ -897,21 +958,41 @@ class _Pdf:
 
     def traceability(self) -> list[Any]:
         """Requirement -> clause -> test -> measurements -> verdict."""
-        data = [
-            self.head_row("Requirement", "Standard clause", "Test", "Measurement(s)", "Verdict")
-        ]
-        for e in self.cert.requirements:
-            tests = [self.p(_breakable(x), self.s_mono) for x in e.tests] or self.p("-")
+        from reportlab.platypus import Paragraph, TableStyle
+
+        data = [self.head_row("Requirement", "Standard clause", "Measurement(s)", "Verdict")]
+        cmds: list[tuple[Any, ...]] = []
+        for n, e in enumerate(self.cert.requirements):
+            first = len(data)
             data.append(
                 [
                     self.p(e.id, self.s_cellb),
-                    self.p(e.clause or "-"),
-                    tests,
+                    [self.p(e.clause or "-")]
+                    + ([self.p(f"Condition: {e.condition}", self.s_small)] if e.condition else []),
                     self.p(", ".join(f"{n} ({k})" for n, k in e.counts) or "-"),
                     self.verdict(e.verdict),
                 ]
             )
-        return [*self.heading("4. Traceability"), self.grid(data, [0.13, 0.25, 0.3, 0.2, 0.12])]
+            # the test's node id gets a row of its own, as wide as the table allows, so that it
+            # reads (and copies) as one line
+            tests = [
+                Paragraph(
+                    f'<font name="{self.regular}" color="#666666">Test: </font>{escape(t)}',
+                    self.s_mono,
+                )
+                for t in e.tests or ("-",)
+            ]
+            data.append(["", tests, "", ""])
+            cmds += [
+                ("SPAN", (1, first + 1), (2, first + 1)),
+                ("LINEBELOW", (0, first), (-1, first), 0, self.colors.white),
+                ("NOSPLIT", (0, first), (-1, first + 1)),
+            ]
+            if n % 2:
+                cmds.append(("BACKGROUND", (0, first), (-1, first + 1), self.shade))
+        t = self.grid(data, [0.13, 0.42, 0.33, 0.12])
+        t.setStyle(TableStyle(cmds))
+        return [*self.heading("4. Traceability"), t]
 
     def image(self, plot: Plot) -> list[Any]:
         """One plot and its caption (for one KeepTogether: those do not nest)."""
@@ -952,18 +1033,28 @@ class _Pdf:
         if not cert.signatures:
             out.append(Paragraph("<b>Not signed.</b>", self.s_body))
         else:
-            note = "As recorded in the run record; verify them against the record before use."
-            out += [self.p(note, self.s_small), Spacer(1, 2 * self.mm)]
+            out += [self.p(SIGNATURE_NOTE, self.s_small), Spacer(1, 2 * self.mm)]
         for s in cert.signatures:
             rows = [
                 ("Printed name", self.p(s.name, self.s_cellb)),
                 ("Role", self.p(s.role)),
                 ("Meaning", self.p(s.meaning)),
                 ("Date and time", self.p(s.time)),
-                ("Key fingerprint", self.p(_breakable(s.fingerprint), self.s_mono)),
+                ("Key fingerprint", self.p(s.fingerprint, self.s_mono)),
             ]
             if s.algorithm:
                 rows.append(("Algorithm", self.p(s.algorithm)))
+            if s.signs:
+                rows.append(("Signs", self.p(s.signs, self.s_mono)))
+            colour = verdict_colour(
+                PASS if s.verified else FAIL if s.verified is False else NOT_RUN
+            )
+            rows.append(
+                (
+                    "Check",
+                    Paragraph(f'<font color="{colour}">{escape(s.check)}</font>', self.s_cell),
+                )
+            )
             t = self.grid(
                 [[self.p(k, self.s_cellb), v] for k, v in rows], [0.22, 0.78], header=False
             )
@@ -1066,8 +1157,3 @@ class _Pdf:
         ]
         doc.build(story, canvasmaker=PageCanvas)
         return buf.getvalue()
-
-
-def _breakable(text: str) -> str:
-    # node ids and fingerprints have no spaces; a zero-width space lets them wrap at a seam
-    return re.sub(r"(::|/|\[|:)", lambda m: m.group(1) + "\u200b", text)

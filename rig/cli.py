@@ -193,7 +193,23 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     if rig.unsafe:
         console.print(f"[bold red]TABLE NOT CONFIRMED SAFE: {rig.unsafe}[/bold red]")
     console.print(f"overall: [bold {colour}]{overall}[/bold {colour}]   record: {record.path}")
+    try:
+        from .certificate import write_certificate
+
+        html, pdf = write_certificate(record.directory, profile=profile)
+        console.print(f"certificate: {pdf} (and {html.name})")
+    except RigError as e:  # the record is the evidence; a certificate can be made again later
+        console.print(f"[yellow]certificate not written:[/yellow] {e} (run `rig certificate`)")
     return 0 if overall == "PASS" and code == 0 else 1
+
+
+def cmd_certificate(args: argparse.Namespace) -> int:
+    """Write (again) the HTML and PDF certificate of a run, e.g. after a reviewer signed."""
+    from .certificate import build_certificate, write_certificate
+
+    html, pdf = write_certificate(Path(args.run))
+    print(f"{pdf}\n{html}\nverdict: {build_certificate(Path(args.run)).verdict}")
+    return 0
 
 
 def cmd_certify_all(args: argparse.Namespace) -> int:
@@ -270,6 +286,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         defects=tuple(args.defect or ()),
         seed=args.seed,
         instrument_kwargs=kwargs,
+        serial=args.plc_serial,
     )
     station = bench.start()
     text = station_toml(station)
@@ -372,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--reports", default="reports")
     a.set_defaults(func=cmd_certify_all)
 
+    ce = sub.add_parser("certificate", help="write a run's certificate (HTML and PDF) again")
+    ce.add_argument("run", help="run directory")
+    ce.set_defaults(func=cmd_certificate)
+
     st = sub.add_parser("stats", help="statistics per requirement quantity across units")
     st.add_argument("model")
     st.add_argument("--reports", default="reports")
@@ -387,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--defect", action="append", help="seed a named defect (see `rig defects`)")
     e.add_argument("--seed", type=int, default=0, help="noise seed")
     e.add_argument("--station-out", help="write a station file for this bench here")
+    e.add_argument("--plc-serial", type=int, help="the SERIAL the emulated PLC reports")
     e.add_argument("--cal-due", help="calibration due date (YYYY-MM-DD) the instruments report")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_emulate)

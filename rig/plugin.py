@@ -173,6 +173,7 @@ class RigSession:
                 defects=tuple(self.defects()),
                 seed=_seed(self.config),
                 instrument_kwargs=self._bench_instrument_kwargs(),
+                serial=self._bench_serial(),
             )
             self.station = self._bench.start()
         elif mode == "subprocess":
@@ -180,6 +181,12 @@ class RigSession:
         else:
             raise ConfigError(f"--emulator {mode!r}: expected 'subprocess' or 'inprocess'")
         return self.station
+
+    def _bench_serial(self) -> int | None:
+        """An emulated table reports the scanned serial when it is a number (as a real one
+        reports its own)."""
+        scanned = str(_opt(self.config, "rig_serial") or "")
+        return int(scanned) if scanned.isdigit() and int(scanned) < 2**32 else None
 
     def _bench_instrument_kwargs(self) -> dict[str, dict[str, Any]] | None:
         due = _opt(self.config, "rig_bench_cal_due")
@@ -204,6 +211,8 @@ class RigSession:
         ]
         for d in self.defects():
             cmd += ["--defect", d]
+        if self._bench_serial() is not None:
+            cmd += ["--plc-serial", str(self._bench_serial())]
         if _opt(self.config, "rig_bench_cal_due"):
             cmd += ["--cal-due", str(_opt(self.config, "rig_bench_cal_due"))]
         log = open(Path(self._tmp.name) / "emulator.log", "w")

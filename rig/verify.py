@@ -68,6 +68,7 @@ MEANING_OF = {
     UNSIGNED: "the record is intact and the run ended, but no station signature vouches for it",
 }
 
+_LINES_BEFORE_ALTERED = "the lines it signs were altered after it was made"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 
@@ -208,10 +209,11 @@ class _Verifier:
         self.parse()
         self.check_fields()
         self.check_order()
+        faults = self.check_signatures()
         self.check_chain()
         self.check_structure()
         self.check_traces()
-        signatures = self.check_signatures()
+        signatures = self.signature_infos(faults)
         ends = [x for x in self.lines if x is not None and x.get("kind") == "end"]
         header = self.header()
         if not self.raws and not self.torn:
@@ -374,9 +376,14 @@ class _Verifier:
                     "a line was duplicated or inserted"
                 )
                 self.misplaced.update(at)
-        present = set(where)
-        missing = sorted(set(range(max(present) + 1)) - present)
-        for first, last in _runs(missing):
+        # gaps between the seqs present (not a range over them: a forged seq may be huge)
+        gaps: list[tuple[int, int]] = []
+        last = -1
+        for s in sorted(where):
+            if s > last + 1:
+                gaps.append((last + 1, s - 1))
+            last = s
+        for first, last in gaps:
             after = next((i for i, s in seqs if s > last), None)
             span = f"seq {first}" if first == last else f"seq {first} to {last}"
             where_text = f"before line {after + 1}" if after is not None else "at the end"
@@ -407,7 +414,7 @@ class _Verifier:
         breaks = [i for i in range(n) if broken(i)]
         for i in breaks:
             if i == 0:
-                if not self.altered & {0} and 0 not in self.misplaced:
+                if 0 not in self.altered and 0 not in self.misplaced:
                     self.problem(
                         f"{self.label(0)}: prev is not the genesis hash: the first line was "
                         "replaced or a line inserted before it",
@@ -504,10 +511,11 @@ class _Verifier:
                 )
 
     # -- signatures --------------------------------------------------------------------------
-    def check_signatures(self) -> list[SignatureInfo]:
-        out: list[SignatureInfo] = []
+    def check_signatures(self) -> dict[int, str | None]:
+        """Each signature line's fault (None if it verifies), reported as problems. Run before
+        the chain check: a moved or altered signature explains the chain breaks around it."""
+        faults: dict[int, str | None] = {}
         header = self.header()
-        station_id = (header.get("station") or {}).get("id") if header else None
         for i, obj in enumerate(self.lines):
             if obj is None or obj.get("kind") != "signature":
                 continue
@@ -516,12 +524,31 @@ class _Verifier:
                 pub = str(obj.get("public_key"))
                 if fingerprint(pub).removeprefix("SHA256:") not in self.trusted:
                     reason = "its key is not one of the trusted keys"
-            if reason is None and any(a < i for a in self.altered | self.misplaced):
-                reason = "the lines it signs were altered after it was made"
+            if reason == _LINES_BEFORE_ALTERED:
+                # genuine, over lines since altered (or from which it was moved): the chain
+                # check names those lines, so the break before this line is not blamed on it
+                pass
             elif reason is not None:
-                self.problem(f"{self.label(i)}: {reason}", line=i)
-            name = str(obj.get("name"))
-            role = str(obj.get("role"))
+                self.problems.append(f"{self.label(i)}: {reason}")
+                if not reason.startswith("its key is not"):
+                    self.misplaced.add(i)
+            faults[i] = reason
+        return faults
+
+    def signature_infos(self, faults: dict[int, str | None]) -> list[SignatureInfo]:
+        """The signatures as found; one that verifies is still invalid if what it signs, or its
+        own line, was altered afterwards."""
+        out: list[SignatureInfo] = []
+        header = self.header()
+        station_id = (header.get("station") or {}).get("id") if header else None
+        bad_lines = self.altered | (self.misplaced - faults.keys())
+        for i, reason in faults.items():
+            obj = self.lines[i] or {}
+            if reason is None and i in self.altered:
+                reason = "its line was altered after it was signed"
+            elif reason is None and any(a < i for a in bad_lines):
+                reason = _LINES_BEFORE_ALTERED
+            name, role = str(obj.get("name")), str(obj.get("role"))
             if reason is None and role == STATION and station_id and name != str(station_id):
                 self.notes.append(
                     f"the station signature is by {name!r}, the header names station {station_id!r}"
@@ -589,7 +616,7 @@ class _Verifier:
                     f"made for another record (model {obj['model']}, serial {obj['serial']}, "
                     f"header {str(obj['header_sha256'])[:12]}...): copied or moved here"
                 )
-            return "made over other lines than those before it: moved within the record"
+            return _LINES_BEFORE_ALTERED
         return "it does not verify: its signature, name, meaning, role, time or key was altered"
 
 
@@ -603,16 +630,6 @@ def _str_or_none(x: Any) -> str | None:
 def _inside(rel: str) -> bool:
     p = PurePosixPath(rel)
     return not p.is_absolute() and ".." not in p.parts and "\\" not in rel
-
-
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for v in values:
-        if out and v == out[-1][1] + 1:
-            out[-1] = (out[-1][0], v)
-        else:
-            out.append((v, v))
-    return out
 
 
 def _trusted_set(keys: Iterable[str]) -> set[str]:
