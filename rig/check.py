@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from collections.abc import Callable
+
+from .analysis import AnalysisError
 from .errors import ConfigError
 from .profiles import Requirement
 from .record import FAIL, PASS, Measurement, RunRecord, evaluate
@@ -66,6 +69,17 @@ class RequirementCheck:
             self.record.add(m)
         _allure_step(m)
         return m
+
+    def measure_from(
+        self, name: str, compute: Callable[[], float], *, note: str = "", **bindings: float
+    ) -> Measurement:
+        """Measure `compute()`; if the trace never shows the quantity (AnalysisError: e.g. the
+        value never came within its limit), record it as not measured, which fails."""
+        try:
+            value: float | None = compute()
+        except AnalysisError as e:
+            value, note = None, f"{note}; {e}".lstrip("; ")
+        return self.measure(name, value, note=note, **bindings)
 
     def has(self, name: str) -> bool:
         """True when the requirement lists a measurement of this name."""

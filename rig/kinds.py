@@ -171,8 +171,10 @@ class RollerBehaviour(Behaviour):
         low, high = start + margin, (start + end) / 2
 
         def on_straight() -> bool:
-            v = table.plc.read_many(["POSITION", "VELOCITY"])
-            return low <= v["POSITION"] <= high and v["VELOCITY"] > 0
+            # moving out on the straight, with the lift already at its level
+            v = table.plc.read_many(["POSITION", "VELOCITY", "STATUS"])
+            at_level = table.profile.register("STATUS").bit(int(v["STATUS"]), "at_setpoint")
+            return low <= v["POSITION"] <= high and v["VELOCITY"] > 0 and at_level
 
         wait_until(
             on_straight,

@@ -63,7 +63,7 @@ SIGNATURE_FIELDS = (
 
 
 class KeyPermissionError(ConfigError):
-    """A private key file (or its directory) may be read or written by others than its owner."""
+    """A private key file may be read or written by others than its owner."""
 
 
 class SigningError(RigError):

@@ -68,7 +68,7 @@ MEANING_OF = {
     UNSIGNED: "the record is intact and the run ended, but no station signature vouches for it",
 }
 
-_LINES_BEFORE_ALTERED = "the lines it signs were altered after it was made"
+_LINES_BEFORE_ALTERED = "what it signs (the lines before it, their trace files) was altered since"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 
@@ -258,7 +258,7 @@ class _Verifier:
         n = len(parts) + 1
         try:
             obj = json.loads(tail)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = None
         if isinstance(obj, dict) and canonical(obj) == tail:
             # the write got all but its newline: checked like any line, but the run is not over
@@ -288,7 +288,7 @@ class _Verifier:
             else:
                 try:
                     obj = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):  # nesting deep enough to overflow: forged
                     self.problem(f"line {i + 1}: not JSON (bytes altered)", line=i)
                 if obj is not None and not isinstance(obj, dict):
                     self.problem(f"line {i + 1}: not a JSON object (altered)", line=i)

@@ -39,9 +39,9 @@ def test_settled_angle(requirement, check, profile, table, inclinometer, steps):
             marks={"within limit": t_in, "window start": t_in + 2.0},
             lines={"set": setpoint},
         )
-        check.measure(
+        check.measure_from(
             "settled_angle",
-            analysis.settled_value(t, a, target=target, tolerance=tol),
+            lambda: analysis.settled_value(t, a, target=target, tolerance=tol),
             set=setpoint,
         )
 

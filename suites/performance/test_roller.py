@@ -158,9 +158,12 @@ def test_roller_lift(requirement, check, table, position_meter):
         trace = acq.fetch(table)
         table.command("STOP")
         table.wait_state("IDLE", device_s=120)
-        value = analysis.settled_value(trace.t, trace["LIFT"], target=target, tolerance=tol)
         check.trace(f"level{level:g}", trace, channel="LIFT", lines={"level": per * level})
-        check.measure("settled_lift", value, level=level)
+        check.measure_from(
+            "settled_lift",
+            lambda: analysis.settled_value(trace.t, trace["LIFT"], target=target, tolerance=tol),
+            level=level,
+        )
 
 
 def _limits(check, name, **bindings):
@@ -174,6 +177,7 @@ def test_plc_position(requirement, check, table, position_meter):
     samples placed in the ENC trace by UPTIME_MS, relative to the trigger)."""
     s = requirement.settings
     table.configure(s)
+    KIND.home(table)  # the park the comparison starts from is the one just configured
     plc, enc = [], []
     for _ in range(5):
         plc.append(table.plc.read("POSITION"))
@@ -251,14 +255,22 @@ def test_session(requirement, check, table, position_meter):
         check.measure("session_width", None, note="no complete session in the lift trace")
         return
     end = float(falls[-1])
-    check.trace("session", trace, channel="POS", marks={"start": rises[0], "end": end})
+    # the session ended when the lift left its level (the 50 % crossing comes later)
+    at_level = t[(t < end) & (lift >= level - 0.2)]
+    ended = float(at_level[-1]) if len(at_level) else end
+    check.trace(
+        "session",
+        trace,
+        channel="POS",
+        marks={"start": rises[0], "session end": ended, "50 % fall": end},
+    )
     check.measure("session_width", end - float(rises[0]))
     mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
     _, back = analysis.crossings(t, x, threshold=mid, hysteresis=2.0)
     trips = 0
     for fall in back:  # each return past the midpoint that reached park before the session end
         arrived = t[(t > fall) & (x <= s["TRAVEL_START"] + 1.0)]
-        if len(arrived) and arrived[0] < end:
+        if len(arrived) and arrived[0] < ended:
             trips += 1
     check.measure(
         "cycle_count_error",

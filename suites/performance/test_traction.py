@@ -31,7 +31,6 @@ def test_settled_force(requirement, check, table, force_meter, steps):
         target, tol = _tolerance(check, "settled_force", set=setpoint)
         t, f = step.trace.t, step.trace["FORC"]
         t_in = analysis.settle_instant(t, f, target=target, tolerance=tol)
-        value = analysis.settled_value(t, f, target=target, tolerance=tol)
         check.trace(
             f"{setpoint:g}N",
             step.trace,
@@ -39,7 +38,11 @@ def test_settled_force(requirement, check, table, force_meter, steps):
             marks={"within limit": t_in, "window start": t_in + 2.0},
             lines={"set": setpoint},
         )
-        check.measure("settled_force", value, set=setpoint)
+        check.measure_from(
+            "settled_force",
+            lambda: analysis.settled_value(t, f, target=target, tolerance=tol),
+            set=setpoint,
+        )
 
 
 @pytest.mark.verifies("ramp_rate")
@@ -132,8 +135,10 @@ def test_intermittent(requirement, check, table, force_meter):
     for a, b in rests[:cycles]:
         check.measure("rest_width", b - a)
         window = (t >= a) & (t <= b)
-        check.measure(
-            "rest_force", analysis.settled_value(t[window], f[window], target=target, tolerance=tol)
+        tw, fw = t[window], f[window]
+        check.measure_from(
+            "rest_force",
+            lambda tw=tw, fw=fw: analysis.settled_value(tw, fw, target=target, tolerance=tol),
         )
 
 
