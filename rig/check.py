@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
 from collections.abc import Callable
+from typing import Any
 
 from .analysis import AnalysisError
 from .errors import ConfigError
@@ -71,15 +70,22 @@ class RequirementCheck:
         return m
 
     def measure_from(
-        self, name: str, compute: Callable[[], float], *, note: str = "", **bindings: float
+        self,
+        name: str,
+        compute: Callable[..., float],
+        *args: object,
+        bindings: dict[str, float] | None = None,
+        note: str = "",
+        **kwargs: object,
     ) -> Measurement:
-        """Measure `compute()`; if the trace never shows the quantity (AnalysisError: e.g. the
-        value never came within its limit), record it as not measured, which fails."""
+        """Measure `compute(*args, **kwargs)`; if the trace never shows the quantity
+        (AnalysisError: e.g. the value never came within its limit), record it as not
+        measured, which fails, with the reason in the note."""
         try:
-            value: float | None = compute()
+            value: float | None = compute(*args, **kwargs)
         except AnalysisError as e:
             value, note = None, f"{note}; {e}".lstrip("; ")
-        return self.measure(name, value, note=note, **bindings)
+        return self.measure(name, value, note=note, **(bindings or {}))
 
     def has(self, name: str) -> bool:
         """True when the requirement lists a measurement of this name."""

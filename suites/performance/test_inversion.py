@@ -41,8 +41,12 @@ def test_settled_angle(requirement, check, profile, table, inclinometer, steps):
         )
         check.measure_from(
             "settled_angle",
-            lambda: analysis.settled_value(t, a, target=target, tolerance=tol),
-            set=setpoint,
+            analysis.settled_value,
+            t,
+            a,
+            target=target,
+            tolerance=tol,
+            bindings={"set": setpoint},
         )
 
 

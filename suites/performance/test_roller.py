@@ -161,8 +161,12 @@ def test_roller_lift(requirement, check, table, position_meter):
         check.trace(f"level{level:g}", trace, channel="LIFT", lines={"level": per * level})
         check.measure_from(
             "settled_lift",
-            lambda: analysis.settled_value(trace.t, trace["LIFT"], target=target, tolerance=tol),
-            level=level,
+            analysis.settled_value,
+            trace.t,
+            trace["LIFT"],
+            target=target,
+            tolerance=tol,
+            bindings={"level": level},
         )
 
 

@@ -40,8 +40,12 @@ def test_settled_force(requirement, check, table, force_meter, steps):
         )
         check.measure_from(
             "settled_force",
-            lambda: analysis.settled_value(t, f, target=target, tolerance=tol),
-            set=setpoint,
+            analysis.settled_value,
+            t,
+            f,
+            target=target,
+            tolerance=tol,
+            bindings={"set": setpoint},
         )
 
 
@@ -137,8 +141,7 @@ def test_intermittent(requirement, check, table, force_meter):
         window = (t >= a) & (t <= b)
         tw, fw = t[window], f[window]
         check.measure_from(
-            "rest_force",
-            lambda tw=tw, fw=fw: analysis.settled_value(tw, fw, target=target, tolerance=tol),
+            "rest_force", analysis.settled_value, tw, fw, target=target, tolerance=tol
         )
 
 
