@@ -62,7 +62,11 @@ def certify_emulated(
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     wall = time.monotonic() - t0
-    new = sorted(set(reports.glob("*/record.jsonl")) - before)
+    # runs may share the reports directory: only this model and serial's new record is ours
+    prefix = f"{model.upper()}-{serial}-"
+    new = sorted(
+        p for p in set(reports.glob("*/record.jsonl")) - before if p.parent.name.startswith(prefix)
+    )
     if not new:
         return Outcome(
             defects, {}, "NO RECORD", wall, None, proc.stdout + proc.stderr, proc.returncode
