@@ -179,7 +179,7 @@ class RollerBehaviour(Behaviour):
         wait_until(
             on_straight,
             table.wall_timeout(self.expected_s(settings) * 3 + 10),
-            interval=0.001,
+            interval=0.005,
             what=f"carriage on the straight ({low:g}-{high:g} mm)",
         )
 
@@ -189,8 +189,7 @@ class RollerBehaviour(Behaviour):
         if abs(table.plc.read("POSITION") - park) <= 1.0:
             return
         table.command("START")
-        table.command("STOP")
-        table.wait_state("IDLE", device_s=120.0)
+        table.stop_and_wait()
         wait_until(
             lambda: not table.plc.status().get("motor_enabled"),
             table.wall_timeout(60),
@@ -249,7 +248,7 @@ class InversionBehaviour(Behaviour):
         wait_until(
             moving_in_band,
             table.wall_timeout(self.expected_s(settings) * 3 + 10),
-            interval=0.001,
+            interval=0.005,
             what=f"moving head-down between {low:g} and {high:g} deg",
         )
 
@@ -264,8 +263,7 @@ class InversionBehaviour(Behaviour):
             table.wall_timeout(200.0),
             what="back at 0 deg",
         )
-        table.command("STOP")
-        table.wait_state("IDLE", device_s=120.0)
+        table.stop_and_wait()
 
     def stop_quantities(
         self, trace: Trace, params: dict[str, Any], settings: dict[str, float]

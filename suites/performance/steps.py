@@ -66,8 +66,7 @@ class Steps:
         for _ in range(PAIRED_READINGS):
             plc.append(table.plc.read(plc_register))
             ref.append(meter.measure(kind.channel))
-        table.command("STOP")
-        table.wait_state("IDLE", "FAULT", "ESTOP", device_s=duration * 3 + 60)
+        table.stop_and_wait()
         return Step(key, trace, float(np.mean(plc)), float(np.mean(ref)))
 
 

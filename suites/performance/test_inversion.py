@@ -84,8 +84,7 @@ def test_rotation_rate(requirement, check, table, inclinometer):
         inclinometer.trigger()
         table.command("START")
         trace = acq.fetch(table)
-        table.command("STOP")
-        table.wait_state("IDLE", device_s=(hi - lo) / rate * 2 + 30)
+        table.stop_and_wait()
         value = analysis.move_rate(trace.t, trace["ANGL"], start_level=lo, end_level=hi)
         check.trace(
             f"{rate:g}degps",

@@ -49,8 +49,7 @@ class RollerRuns:
         meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
-        table.command("STOP")
-        table.wait_state("IDLE", device_s=d / speed * 2 + 30)
+        table.stop_and_wait()
         self._done[i] = (settings, trace)
         return self._done[i]
 
@@ -156,8 +155,7 @@ def test_roller_lift(requirement, check, table, position_meter):
         position_meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
-        table.command("STOP")
-        table.wait_state("IDLE", device_s=120)
+        table.stop_and_wait()
         check.trace(f"level{level:g}", trace, channel="LIFT", lines={"level": per * level})
         check.measure_from(
             "settled_lift",
