@@ -328,25 +328,17 @@ def cmd_defects(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Check a run record's hash chain (signatures come with the evidence work)."""
-    from .record import read_record, verify_chain
+    """Check a run's hash chain, trace files and signatures; tell altered from incomplete."""
+    from .verify import cmd_verify as verify
 
-    path = Path(args.run)
-    if path.is_dir():
-        path = path / "record.jsonl"
-    if not path.is_file():
-        print(f"error: {path} is not a run record", file=sys.stderr)
-        return 2
-    problems = verify_chain(path)
-    lines = read_record(path) if not problems else []
-    if problems:
-        print("ALTERED: " + "; ".join(problems))
-        return 1
-    if not lines or lines[-1].get("kind") != "end":
-        print(f"INCOMPLETE: chain intact, {len(lines)} lines, no end line (the run stopped early)")
-        return 1
-    print(f"OK: chain intact, {len(lines)} lines, verdict {lines[-1].get('verdict')}")
-    return 0
+    return verify(args)
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """A person signs a run with a stated meaning (reviewed, approved)."""
+    from .signing import cmd_sign as sign
+
+    return sign(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,9 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("model", nargs="?")
     d.set_defaults(func=cmd_defects)
 
-    v = sub.add_parser("verify", help="check a run record for alteration")
+    v = sub.add_parser(
+        "verify",
+        help="check a run for alteration: exit 0 VALID, 1 TAMPERED, 3 INCOMPLETE, 4 UNSIGNED",
+    )
     v.add_argument("run", help="run directory or record.jsonl")
+    v.add_argument(
+        "--trust",
+        action="append",
+        help="only keys with this fingerprint (SHA256:...) or public key may sign",
+    )
     v.set_defaults(func=cmd_verify)
+
+    sg = sub.add_parser("sign", help="sign a run as a named person (reviewed / approved)")
+    sg.add_argument("run", help="run directory")
+    sg.add_argument("--name", required=True, help="printed name of the signer")
+    sg.add_argument("--meaning", required=True, help="reviewed or approved")
+    sg.add_argument("--key", help="the signer's Ed25519 key (PEM); default: one kept per name")
+    sg.set_defaults(func=cmd_sign)
     return p
 
 

@@ -466,7 +466,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         rs.record.end(
             overall, complete=complete, not_run=missing, unsafe=rs.unsafe, rig_version=__version__
         )
+        _station_signature(session, rs)
         _results_database(session, rs)
+
+
+def _station_signature(session: pytest.Session, rs: RigSession) -> None:
+    """The station signs the ended record (Ed25519, its own key, created on first use)."""
+    if rs.record is None:
+        return
+    try:
+        from .signing import sign_run, station_key
+
+        name = rs.station.id if rs.station is not None else "station"
+        sign_run(rs.record, station_key(), name=name, meaning="recorded", role="station")
+    except Exception as e:
+        _shout(session, f"record NOT signed by the station: {e}")
 
 
 def _results_database(session: pytest.Session, rs: RigSession) -> None:

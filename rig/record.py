@@ -299,8 +299,9 @@ class RunRecord:
             f.flush()
             os.fsync(f.fileno())
         self._size += len(data)
-        if created:
+        if created:  # the new file's name, and the new run directory's
             _fsync_dir(self.directory)
+            _fsync_dir(self.directory.parent)
 
     def start(self, header: dict[str, Any]) -> None:
         """Write the header: who, what, with what."""
