@@ -318,7 +318,10 @@ class RunRecord:
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(path.parent)
-        return rel, hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
+        # chained at once, so a trace no measurement names later is evidence too
+        self._append("trace", {"trace": rel, "trace_sha256": digest})
+        return rel, digest
 
     def add(self, m: Measurement) -> None:
         """Record one judged measurement."""

@@ -476,13 +476,25 @@ class _Verifier:
     # -- trace files -------------------------------------------------------------------------
     def check_traces(self) -> None:
         referenced: set[str] = set()
-        for i, obj in enumerate(self.lines):
-            if obj is None or obj.get("kind") != "measurement" or obj.get("trace") is None:
+        # a measurement names the trace it was judged on (checked first: the better label for
+        # an alteration); a `trace` line names every trace file as stored, also those no
+        # measurement refers to
+        order = sorted(
+            range(len(self.lines)),
+            key=lambda k: (self.lines[k] or {}).get("kind") != "measurement",
+        )
+        for i in order:
+            obj = self.lines[i]
+            if obj is None or obj.get("kind") not in ("measurement", "trace"):
+                continue
+            if obj.get("trace") is None:
                 continue
             rel, sha = obj.get("trace"), obj.get("trace_sha256")
             what = self.label(i)
             if not isinstance(rel, str) or not _inside(rel):
                 self.problem(f"{what}: trace path {rel!r} is not inside the run directory", line=i)
+                continue
+            if rel in referenced:  # its `trace` line and the measurement on it: check once
                 continue
             referenced.add(rel)
             path = self.run_dir / rel

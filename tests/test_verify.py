@@ -251,7 +251,11 @@ def test_any_byte_changed_in_a_trace_file_is_detected(signed, data):
         run = copy_run(signed, tmp)
         (run / "traces" / trace.name).write_bytes(raw[:pos] + bytes([byte]) + raw[pos + 1 :])
         report = _assert_tampered(run)
-        seq = next(json.loads(x)["seq"] for x in lines_of(run) if trace.name.encode() in x)
+        seq = next(
+            json.loads(x)["seq"]
+            for x in lines_of(run)
+            if trace.name.encode() in x and b'"kind":"measurement"' in x
+        )
         (problem,) = report.problems
         assert f"trace file traces/{trace.name}" in problem
         assert f"seq {seq}, measurement TT-PERF-01 settled_force" in problem
@@ -358,13 +362,18 @@ def test_reordering_lines_is_detected(signed, tmp_path):
 # --------------------------------------------------------------------------- fields
 
 
+def _first_measurement(raws):
+    return next(k for k, x in enumerate(raws) if b'"kind":"measurement"' in x)
+
+
 def test_an_edited_value_is_named_by_seq_and_field(signed, tmp_path):
     run = copy_run(signed, tmp_path)
     raws = lines_of(run)
-    write_lines(run, [*raws[:3], rewrite(raws[3], value=101.5), *raws[4:]])
+    k = _first_measurement(raws)
+    write_lines(run, [*raws[:k], rewrite(raws[k], value=101.5), *raws[k + 1 :]])
     report = _assert_tampered(run)
     assert report.problems[0] == (
-        "line 4 (seq 3, measurement TT-PERF-01 settled_force): field 'value' altered "
+        f"line {k + 1} (seq {k}, measurement TT-PERF-01 settled_force): field 'value' altered "
         "(its value does not match the digest written with it)"
     ), report.as_text()
     assert len(report.problems) == 1  # the chain break it causes is not reported twice
@@ -374,27 +383,29 @@ def test_an_edited_value_is_named_by_seq_and_field(signed, tmp_path):
 def test_an_edited_value_with_its_digest_is_named_by_line(signed, tmp_path):
     run = copy_run(signed, tmp_path)
     raws = lines_of(run)
-    obj = json.loads(raws[3])
+    k = _first_measurement(raws)
+    obj = json.loads(raws[k])
     obj["value"] = 109.0
     obj[FIELDS] = field_digests(obj)
-    write_lines(run, [*raws[:3], canonical(obj), *raws[4:]])
+    write_lines(run, [*raws[:k], canonical(obj), *raws[k + 1 :]])
     report = _assert_tampered(run)
     assert report.problems == [
-        "line 4 (seq 3, measurement TT-PERF-01 settled_force) altered (field unknown: value "
-        "and digest both changed): its hash does not match the prev of line 5"
+        f"line {k + 1} (seq {k}, measurement TT-PERF-01 settled_force) altered (field unknown: "
+        f"value and digest both changed): its hash does not match the prev of line {k + 2}"
     ], report.as_text()
 
 
 def test_an_edited_prev_with_its_digest_is_named_by_line(signed, tmp_path):
     run = copy_run(signed, tmp_path)
     raws = lines_of(run)
-    obj = json.loads(raws[3])
+    k = _first_measurement(raws)
+    obj = json.loads(raws[k])
     obj["prev"] = "1" * 64
     obj[FIELDS] = field_digests(obj)
-    write_lines(run, [*raws[:3], canonical(obj), *raws[4:]])
+    write_lines(run, [*raws[:k], canonical(obj), *raws[k + 1 :]])
     report = _assert_tampered(run)
     assert len(report.problems) == 1 and report.problems[0].startswith(
-        "line 4 (seq 3, measurement TT-PERF-01 settled_force) altered (field unknown"
+        f"line {k + 1} (seq {k}, measurement TT-PERF-01 settled_force) altered (field unknown"
     ), report.as_text()
 
 
