@@ -99,6 +99,10 @@ def test_body(table, record):
 """
 
 
+def _end(reports):
+    return [line for line in _record(reports) if line["kind"] == "end"][-1]
+
+
 def _safe_events(reports):
     return [e for e in _record(reports) if e["kind"] == "event"]
 
@@ -125,7 +129,8 @@ def test_safe_state_after_ctrl_c_and_record_incomplete(pytester, tmp_path):
     # stopped by the rig's STOP (a controlled stop to IDLE), not by the PLC's watchdog
     assert events[1]["state"] == "IDLE" and events[1]["fault"] == "NONE"
     assert events[1]["motor_enabled"] is False
-    assert lines[-1]["kind"] == "end" and lines[-1]["verdict"] == "INCOMPLETE"
+    assert _end(tmp_path)["verdict"] == "INCOMPLETE"
+    assert lines[-1]["kind"] == "signature"  # the station signed what it recorded
 
 
 def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
@@ -155,7 +160,7 @@ def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
     result.stdout.fnmatch_lines(["*TABLE NOT CONFIRMED SAFE*"])
     events = [e["event"] for e in _safe_events(tmp_path)]
     assert "safe state NOT confirmed" in events
-    assert _record(tmp_path)[-1]["verdict"] != "PASS"
+    assert _end(tmp_path)["verdict"] != "PASS"
 
 
 def test_expired_calibration_stops_certification(pytester, tmp_path):
@@ -196,4 +201,4 @@ def test_calibration_override_marks_evidence_not_valid(pytester, tmp_path):
     header = _record(tmp_path)[0]
     assert header["calibration_override"]["reason"] == "LC out for repair, line trial"
     assert "NOT VALID FOR PRODUCT RELEASE" in header["not_valid_for_release"]
-    assert _record(tmp_path)[-1]["verdict"] != "PASS"  # a partial run is not a pass either
+    assert _end(tmp_path)["verdict"] != "PASS"  # a partial run is not a pass either
