@@ -260,6 +260,16 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build an offline single-file HTML report from the allure results."""
+    from .report import build_report
+
+    results = Path(args.results or Path(args.reports) / "allure-results")
+    output = Path(args.output or Path(args.reports) / "allure-report.html")
+    print(build_report(results, output, name=args.name))
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts."""
     from .results import ResultsDB
@@ -384,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     ce = sub.add_parser("certificate", help="write a run's certificate (HTML and PDF) again")
     ce.add_argument("run", help="run directory")
     ce.set_defaults(func=cmd_certificate)
+
+    rp = sub.add_parser("report", help="offline single-file HTML report from allure results")
+    rp.add_argument("--reports", default="reports")
+    rp.add_argument("--results", help="allure results directory (default REPORTS/allure-results)")
+    rp.add_argument("--output", help="the HTML file (default REPORTS/allure-report.html)")
+    rp.add_argument("--name", default="Certification", help="report title")
+    rp.set_defaults(func=cmd_report)
 
     st = sub.add_parser("stats", help="statistics per requirement quantity across units")
     st.add_argument("model")
