@@ -463,6 +463,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             overall = FAIL
         else:
             overall = PASS
+        if profile is not None:
+            rs.record.traceability(list(profile.requirements))
         rs.record.end(
             overall, complete=complete, not_run=missing, unsafe=rs.unsafe, rig_version=__version__
         )

@@ -210,6 +210,7 @@ class RunRecord:
         self._size = 0  # bytes of the file this object has accounted for
         self.measurements: list[Measurement] = []
         self.requirement_verdicts: dict[str, str] = {}
+        self.requirement_tests: dict[str, str] = {}
         self.header: dict[str, Any] = {}
         self.ended = False
 
@@ -334,10 +335,30 @@ class RunRecord:
         """Record a requirement's verdict (the worst of its measurements, or ERROR) and the test
         that verified it."""
         self.requirement_verdicts[requirement] = verdict
+        self.requirement_tests[requirement] = test
         self._append(
             "requirement",
             {"requirement": requirement, "verdict": verdict, "note": note, "test": test},
         )
+
+    def traceability(self, requirements: list[Any]) -> list[dict[str, Any]]:
+        """Record the traceability matrix: for every requirement of the model, its clause, the
+        test that verified it, its measurements and verdict (NOT RUN when it has none)."""
+        rows = []
+        for req in requirements:
+            names = sorted({m.name for m in self.measurements if m.requirement == req.id})
+            rows.append(
+                {
+                    "requirement": req.id,
+                    "quantity": req.quantity,
+                    "clause": req.clause,
+                    "test": self.requirement_tests.get(req.id, ""),
+                    "measurements": names,
+                    "verdict": self.requirement_verdicts.get(req.id, "NOT RUN"),
+                }
+            )
+        self._append("traceability", {"matrix": rows})
+        return rows
 
     def event(self, what: str, **details: Any) -> None:
         """Record a notable event (safe-state checks, interruptions)."""

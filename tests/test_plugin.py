@@ -202,3 +202,10 @@ def test_calibration_override_marks_evidence_not_valid(pytester, tmp_path):
     assert header["calibration_override"]["reason"] == "LC out for repair, line trial"
     assert "NOT VALID FOR PRODUCT RELEASE" in header["not_valid_for_release"]
     assert _end(tmp_path)["verdict"] != "PASS"  # a partial run is not a pass either
+    (matrix,) = [x["matrix"] for x in _record(tmp_path) if x["kind"] == "traceability"]
+    rows = {row["requirement"]: row for row in matrix}
+    assert len(rows) == 15 and rows["TT-SAF-08"]["verdict"] == "PASS"
+    assert rows["TT-SAF-08"]["clause"] == "IEC 60601-1 cl. 9.2.4"
+    assert rows["TT-SAF-08"]["test"].endswith("test_interlocks[TT-SAF-08]")
+    assert rows["TT-SAF-08"]["measurements"] == ["exception_code", "motion"]
+    assert rows["TT-SAF-01"]["verdict"] == "NOT RUN"
