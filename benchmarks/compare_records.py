@@ -16,8 +16,13 @@ def load(path):
     for line in p.read_text().splitlines():
         obj = json.loads(line)
         if obj["kind"] == "measurement":
-            key = (obj["requirement"], obj["name"], obj["repeat"], obj["note"],
-                   json.dumps(obj["bindings"], sort_keys=True))
+            key = (
+                obj["requirement"],
+                obj["name"],
+                obj["repeat"],
+                obj["note"],
+                json.dumps(obj["bindings"], sort_keys=True),
+            )
             out[key] = (obj["value"], obj["verdict"], obj["unit"])
         elif obj["kind"] == "requirement":
             verdicts[obj["requirement"]] = obj["verdict"]
@@ -39,10 +44,12 @@ def main():
     for (req, name, unit), d in worst.items():
         print(f"{req:<11} {name:<22} {d:>14.4g} {unit}")
     same = va == vb
-    print(f"{len(set(a) & set(b))} measurements compared ({len(set(a) ^ set(b))} unmatched); "
-          f"requirement verdicts {'identical' if same else 'DIFFER'}: "
-          f"{sum(v == 'PASS' for v in va.values())}/{len(va)} PASS vs "
-          f"{sum(v == 'PASS' for v in vb.values())}/{len(vb)} PASS")
+    print(
+        f"{len(set(a) & set(b))} measurements compared ({len(set(a) ^ set(b))} unmatched); "
+        f"requirement verdicts {'identical' if same else 'DIFFER'}: "
+        f"{sum(v == 'PASS' for v in va.values())}/{len(va)} PASS vs "
+        f"{sum(v == 'PASS' for v in vb.values())}/{len(vb)} PASS"
+    )
 
 
 if __name__ == "__main__":

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from emulator_support import (
+    BIT_BRAKE,
+    BIT_MOTOR,
+    BIT_SERVICE,
+    BIT_SETPOINT,
+    ESTOP,
+    ESTOP_STATE,
+    FAULT,
+    IDLE,
+    RESET,
+    RUNNING,
+    START,
+    STOP,
+    STOPPING,
+    Plc,
+    TableMachine,
+    build_table,
+    machine_settings,
+    s16,
+    slope,
+)
+from emulator_support import Bench as BenchBase
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from pymodbus.client import ModbusTcpClient
+from hypothesis.stateful import initialize, invariant, rule
 
 from rig import analysis
 from rig.emulators.clock import ManualClock
@@ -29,11 +48,8 @@ from rig.emulators.inversion import (
     AngleTrack,
     InversionTable,
 )
-from rig.emulators.modbus import PlcServer, serve_plc
 from rig.emulators.table import (
     BOOT_S,
-    COMMAND,
-    HEARTBEAT,
     SENSOR_OFFSET,
     SERVICE_KEY,
     SESSION_S,
@@ -44,53 +60,25 @@ from rig.emulators.world import World
 from rig.errors import ConfigError
 from rig.profiles import load_profile
 
-START, STOP, RESET, ESTOP = 1, 2, 3, 4
-IDLE, RUNNING, STOPPING, ESTOP_STATE, FAULT = 0, 1, 2, 3, 4
-BIT_ESTOP, BIT_PATIENT, BIT_SETPOINT, BIT_MOTOR, BIT_BRAKE, BIT_SERVICE = (1 << i for i in range(6))
 SERIAL = 90001
 IT_REQUIREMENTS = {f"IT-PERF-0{i}" for i in range(1, 6)} | {f"IT-SAF-0{i}" for i in range(1, 9)}
 
 
-def make_table(defects: tuple[str, ...] = (), *, powered: bool = True, seed: int = 7, **kw):
+def make_table(defects: tuple[str, ...] = (), *, seed: int = 7, **kw):
     """Factory of a fresh emulated inversion table on a manual clock at device time 0."""
-    clock = ManualClock()
-    world = World(clock, seed=seed)
-    if not powered:
-        world.set_relay("power", False)
-    table = InversionTable(world, serial=SERIAL, defects=frozenset(defects), **kw)
-    return clock, world, table
+    return build_table(InversionTable, SERIAL, defects, seed=seed, **kw)
 
 
-class Bench:
+class Bench(BenchBase):
     """Register-level helpers over one table, and an INC-like view of the true angle."""
 
+    SIGNAL = "angle"
+    WRAP = True
+    make_table = staticmethod(make_table)
+
     def __init__(self, defects: tuple[str, ...] = (), **kw) -> None:
-        self.clock, self.world, self.table = make_table(defects, **kw)
-        self.hb = 0
+        super().__init__(defects, **kw)
         self.noise = np.random.default_rng(11)
-
-    @property
-    def t(self) -> float:
-        return self.clock.now()
-
-    def ir(self, addr: int, count: int = 1):
-        r = self.table.read(4, addr, count)
-        assert isinstance(r, list), f"read input {addr}: exception {r}"
-        return r if count > 1 else r[0]
-
-    def hr(self, addr: int) -> int:
-        r = self.table.read(3, addr, 1)
-        assert isinstance(r, list), f"read holding {addr}: exception {r}"
-        return r[0]
-
-    def w(self, addr: int, *values: int):
-        return self.table.write(16 if len(values) > 1 else 6, addr, [v & 0xFFFF for v in values])
-
-    def ok(self, addr: int, *values: int) -> None:
-        assert self.w(addr, *values) is None, (addr, values)
-
-    def cmd(self, c: int):
-        return self.w(COMMAND, c)
 
     def setup(self, **regs: int) -> None:
         names = {"limit": ANGLE_LIMIT, "set": ANGLE_SET, "rate": RATE, "hold": HOLD_S}
@@ -98,20 +86,6 @@ class Bench:
         for name in ("limit", "set", "rate", "hold", "wd", "session"):
             if name in regs:
                 self.ok(names[name], regs[name])
-
-    def beat(self) -> None:
-        self.hb = (self.hb + 1) & 0xFFFF
-        self.ok(HEARTBEAT, self.hb)
-
-    def at(self, target: float, *, heartbeat: bool = True) -> None:
-        """Move device time to `target`, changing HEARTBEAT often enough on the way."""
-        step = self.table.setting(WATCHDOG_MS) / 4000.0
-        start = self.t
-        n = max(math.ceil((target - start) / step), 1)
-        for i in range(1, n + 1):
-            if heartbeat and self.table.answers():
-                self.beat()
-            self.clock.set(target if i == n else start + i * step)
 
     def until(self, pred: Callable[[], bool], limit: float, dt: float = 0.01) -> float:
         """Advance in `dt` steps (with heartbeats) until `pred()`; the device time it held."""
@@ -121,11 +95,7 @@ class Bench:
         return self.t
 
     def angle(self, t: float | None = None) -> float:
-        return float(self.world.sample("angle", np.array([self.t if t is None else t]))[0])
-
-    def trace(self, t0: float, t1: float, dt: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
-        times = np.arange(t0, t1, dt)
-        return times, self.world.sample("angle", times)
+        return self.sample("angle", t)
 
     def inc(self, trigger: float, duration: float, hz: float, pre: float = 0.0):
         """An INC-360 acquisition: times from the trigger, 0.01 deg noise, 0.01 deg steps."""
@@ -137,51 +107,12 @@ class Bench:
         return float(self.inc(self.t, 0.0, 1.0)[1][0])
 
     @property
-    def state(self) -> int:
-        return self.ir(5)
-
-    @property
-    def fault(self) -> int:
-        return self.ir(7)
-
-    @property
-    def status(self) -> int:
-        return self.ir(6)
-
-    @property
-    def cycles(self) -> int:
-        return self.ir(9)
-
-    @property
-    def uptime(self) -> int:
-        hi, lo = self.ir(10, 2)
-        return hi << 16 | lo
-
-    @property
-    def fault_uptime(self) -> int:
-        hi, lo = self.ir(12, 2)
-        return hi << 16 | lo
-
-    @property
     def plc_angle(self) -> float:
-        raw = self.ir(ANGLE)
-        return (raw - 0x10000 if raw >= 0x8000 else raw) / 10.0
+        return s16(self.ir(ANGLE)) / 10.0
 
     @property
     def plc_rate(self) -> float:
-        raw = self.ir(ANGULAR_RATE)
-        return (raw - 0x10000 if raw >= 0x8000 else raw) / 10.0
-
-    def service_offset(self, offset_x10: int) -> None:
-        assert self.w(SENSOR_OFFSET, 5) == 6  # not in service mode
-        self.ok(SERVICE_KEY, 0xA5A5)
-        assert self.status & BIT_SERVICE
-        self.ok(SENSOR_OFFSET, offset_x10)
-
-
-def slope(times: np.ndarray, x: np.ndarray, lo: float, hi: float) -> float:
-    sel = (x >= lo) & (x <= hi)
-    return float(np.polyfit(times[sel], x[sel], 1)[0])
+        return s16(self.ir(ANGULAR_RATE)) / 10.0
 
 
 def move_time(d: float, v: float, a: float = ACCEL_DEG_S2) -> float:
@@ -595,56 +526,9 @@ def test_angle_set_and_limit_rule_on_the_image_a_write_leaves():
 
 
 # == Modbus TCP over real sockets =============================================================
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    th = threading.Thread(target=lp.run_forever, name="it90-test-loop", daemon=True)
-    th.start()
-    yield lp
-    lp.call_soon_threadsafe(lp.stop)
-    th.join(timeout=5)
-    lp.close()
-
-
-class Plc:
-    def __init__(self, loop, defects: tuple[str, ...] = ()) -> None:
-        self.loop = loop
-        self.world = World(ManualClock(), seed=3)
-        self.table = InversionTable(self.world, serial=SERIAL, defects=frozenset(defects))
-        fut = asyncio.run_coroutine_threadsafe(serve_plc(self.table), loop)
-        self.server: PlcServer = fut.result(timeout=10)
-        self.client = ModbusTcpClient("127.0.0.1", port=self.server.port, timeout=2.0, retries=0)
-        assert self.client.connect()
-
-    def close(self) -> None:
-        self.client.close()
-        asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(timeout=10)
-
-    @staticmethod
-    def exc(response) -> int | None:
-        return response.exception_code if response.isError() else None
-
-    def ir(self, addr: int, count: int = 1) -> list[int]:
-        r = self.client.read_input_registers(addr, count=count)
-        assert not r.isError(), r
-        return r.registers
-
-    def hr(self, addr: int, count: int = 1) -> list[int]:
-        r = self.client.read_holding_registers(addr, count=count)
-        assert not r.isError(), r
-        return r.registers
-
-    def w(self, addr: int, *values: int) -> int | None:
-        if len(values) == 1:
-            return self.exc(self.client.write_register(addr, values[0] & 0xFFFF))
-        return self.exc(self.client.write_registers(addr, [v & 0xFFFF for v in values]))
-
-
 @pytest.fixture
-def plc(loop) -> Iterator[Plc]:
-    p = Plc(loop)
-    yield p
-    p.close()
+def plc(serve) -> Plc:
+    return serve(InversionTable(World(ManualClock(), seed=3), serial=SERIAL), wrap=True)
 
 
 def test_wire_identity_defaults_and_kind_registers(plc):
@@ -1201,7 +1085,7 @@ SETTING_CASES = [  # (address, values to try); ANGLE_LIMIT stays >= 10 deg so th
 RANGES = {WATCHDOG_MS: (100, 5000), SESSION_S: (60, 5940), RATE: (10, 60), HOLD_S: (0, 600)}
 
 
-class InversionMachine(RuleBasedStateMachine):
+class InversionMachine(TableMachine):
     """Random commands, relays, settings and time against the ICD's invariants."""
 
     @initialize()
@@ -1213,12 +1097,12 @@ class InversionMachine(RuleBasedStateMachine):
         self.estop_at: float | None = None  # the table must stand still after its brake
         self.lowest = 0.0  # lowest angle since the window (ANGLE_LIMIT) last moved
 
-    def regs(self) -> tuple[int, int, int] | None:
-        """(STATE, FAULT, STATUS) now, or None while the PLC is silent."""
-        if not self.table.answers():
-            return None
-        state, status, fault = self.table.read(4, 5, 3)
-        return state, fault, status
+    def on_start(self) -> None:
+        self.estop_at = None
+
+    def on_estop(self, state, after, *, command):
+        if state != ESTOP_STATE:
+            self.estop_at = self.clock.now()
 
     def angle_at(self, times: np.ndarray) -> np.ndarray:
         return self.world.sample("angle", times)
@@ -1240,59 +1124,6 @@ class InversionMachine(RuleBasedStateMachine):
             if still.size:
                 held = self.angle_at(still)
                 assert np.all(held == held[0]), "moved after an ESTOP without a new START"
-
-    @rule(c=st.integers(0, 5))
-    def command(self, c):
-        before = self.regs()
-        if before is None:
-            with pytest.raises(PlcSilent):
-                self.table.write(6, COMMAND, [c])
-            return
-        state, fault, status = before
-        r = self.table.write(6, COMMAND, [c])
-        if c == 5:
-            assert r == 3
-            return
-        allowed = state == IDLE and fault == 0 and not status & (BIT_ESTOP | BIT_PATIENT)
-        if c == START:
-            assert (r is None) == allowed
-            if allowed:
-                self.estop_at = None
-                assert self.regs()[0] == RUNNING
-            return
-        assert r is None
-        after = self.regs()
-        if c == RESET:
-            if state in (ESTOP_STATE, FAULT) and not status & (BIT_ESTOP | BIT_PATIENT):
-                assert after[:2] == (IDLE, 0)
-                self.reset_may_clear = True
-            else:
-                assert after[1] == fault
-        elif c == ESTOP:
-            assert after[:2] == (ESTOP_STATE, 1)
-            if state != ESTOP_STATE:
-                self.estop_at = self.clock.now()
-        elif c == STOP and state != RUNNING:
-            assert after[:2] == (state, fault)
-
-    @rule(name=st.sampled_from(["estop", "patient"]), on=st.booleans())
-    def relay(self, name, on):
-        before = self.regs()
-        changed = self.world.set_relay(name, on)
-        after = self.regs()
-        if before is None or not changed or not on:
-            return
-        if name == "estop":
-            assert after[:2] == (ESTOP_STATE, 1)
-            if before[0] != ESTOP_STATE:
-                self.estop_at = self.clock.now()
-        elif before[0] == RUNNING:
-            assert after[:2] == (FAULT, 2)
-
-    @rule(on=st.booleans())
-    def power(self, on):
-        if self.world.set_relay("power", on):
-            self.reset_may_clear = True  # a power-on ends in a fresh FAULT 8
 
     @rule(case=st.sampled_from(SETTING_CASES), data=st.data())
     def setting(self, case, data):
@@ -1319,22 +1150,9 @@ class InversionMachine(RuleBasedStateMachine):
             if addr == ANGLE_LIMIT:
                 self.lowest = float(self.angle_at(np.array([self.clock.now()]))[0])
 
-    @rule()
-    def heartbeat(self):
-        if self.table.answers():
-            self.hb += 1
-            assert self.table.write(6, HEARTBEAT, [self.hb & 0xFFFF]) is None
-
     @rule(key=st.sampled_from([0xA5A5, 0]), offset=st.sampled_from([-50, 0, 30]))
     def service(self, key, offset):
-        before = self.regs()
-        if before is None:
-            return
-        r = self.table.write(16, SERVICE_KEY, [key, offset & 0xFFFF])
-        if before[0] != IDLE or key != 0xA5A5:
-            assert r == 6  # SENSOR_OFFSET only in service mode (the one this write leaves)
-        else:
-            assert r is None
+        self.check_service(key, offset)
 
     @invariant()
     def icd_invariants(self):
@@ -1361,10 +1179,5 @@ class InversionMachine(RuleBasedStateMachine):
         self.last_fault = fault
 
 
-InversionMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+InversionMachine.TestCase.settings = machine_settings(max_examples=60, steps=30)
 test_inversion_state_machine = InversionMachine.TestCase

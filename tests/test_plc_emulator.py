@@ -4,118 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import pytest
+from emulator_support import Plc, connect, mbap, raw_exchange, serve_table, stop_server
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
 from rig.emulators.clock import DeviceClock, ManualClock
-from rig.emulators.modbus import PlcServer, serve_plc
+from rig.emulators.modbus import serve_plc
 from rig.emulators.traction import TractionTable
 from rig.emulators.world import World
 
 SERIAL = 890123
 
 
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    th = threading.Thread(target=lp.run_forever, name="plc-test-loop", daemon=True)
-    th.start()
-    yield lp
-    lp.call_soon_threadsafe(lp.stop)
-    th.join(timeout=5)
-    lp.close()
-
-
-@dataclass
-class Plc:
-    world: World
-    table: TractionTable
-    server: PlcServer
-    client: ModbusTcpClient
-
-    def ir(self, addr: int, count: int = 1) -> list[int]:
-        r = self.client.read_input_registers(addr, count=count)
-        assert not r.isError(), r
-        return r.registers
-
-    def hr(self, addr: int, count: int = 1) -> list[int]:
-        r = self.client.read_holding_registers(addr, count=count)
-        assert not r.isError(), r
-        return r.registers
-
-    def exc(self, response) -> int | None:
-        """Exception code of a response, None for a normal one."""
-        return response.exception_code if response.isError() else None
-
-    def w(self, addr: int, *values: int) -> int | None:
-        if len(values) == 1:
-            return self.exc(self.client.write_register(addr, values[0]))
-        return self.exc(self.client.write_registers(addr, list(values)))
-
-
-def _start(loop, table: TractionTable) -> PlcServer:
-    return asyncio.run_coroutine_threadsafe(serve_plc(table), loop).result(timeout=10)
-
-
-def _stop(loop, server: PlcServer) -> None:
-    asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(timeout=10)
-
-
-def _client(port: int, timeout: float = 2.0) -> ModbusTcpClient:
-    c = ModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
-    assert c.connect()
-    return c
-
-
 @pytest.fixture
-def make_plc(loop) -> Iterator[Callable[..., Plc]]:
-    made: list[Plc] = []
-
+def make_plc(serve) -> Callable[..., Plc]:
     def make(clock=None, defects: tuple[str, ...] = ()) -> Plc:
         world = World(clock or ManualClock(), seed=3)
-        table = TractionTable(world, serial=SERIAL, defects=frozenset(defects))
-        server = _start(loop, table)
-        plc = Plc(world, table, server, _client(server.port))
-        made.append(plc)
-        return plc
+        return serve(TractionTable(world, serial=SERIAL, defects=frozenset(defects)))
 
-    yield make
-    for plc in made:
-        plc.client.close()
-        _stop(loop, plc.server)
+    return make
 
 
 @pytest.fixture
 def plc(make_plc) -> Plc:
     return make_plc()
-
-
-def raw_exchange(port: int, frame: bytes, *, expect: bool = True, timeout: float = 1.0) -> bytes:
-    """Send raw bytes; return everything answered (b'' if nothing came before the timeout)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(frame)
-        try:
-            data = s.recv(1024)
-        except TimeoutError:
-            data = b""
-        if expect:
-            while len(data) < 6 or len(data) < 6 + struct.unpack(">H", data[4:6])[0]:
-                more = s.recv(1024)
-                if not more:
-                    break
-                data += more
-        return data
-
-
-def mbap(tid: int, unit: int, pdu: bytes) -> bytes:
-    return struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu
 
 
 # == registers: types, scaling, defaults ======================================================
@@ -327,7 +243,7 @@ def test_fc06_echoes_the_request_and_command_reads_zero(plc):
 
 
 def test_no_reply_for_other_unit_ids(plc):
-    c = _client(plc.server.port, timeout=0.3)
+    c = connect(plc.server.port, timeout=0.3)
     try:
         with pytest.raises(ModbusIOException):
             c.read_input_registers(0, count=1, device_id=2)
@@ -393,10 +309,10 @@ def test_serve_plc_binds_loopback_only(loop):
     table = TractionTable(world, serial=1)
     with pytest.raises(ValueError, match="loopback"):
         asyncio.run_coroutine_threadsafe(serve_plc(table, "0.0.0.0"), loop).result(5)
-    server = _start(loop, table)
+    server = serve_table(loop, table)
     assert server.host == "127.0.0.1" and server.sockets[0].getsockname()[0] == "127.0.0.1"
-    _stop(loop, server)
-    _stop(loop, server)  # idempotent
+    stop_server(loop, server)
+    stop_server(loop, server)  # idempotent
 
 
 # == power ====================================================================================
@@ -411,7 +327,7 @@ def test_no_reply_without_power_then_fault_8_after_boot_manual_clock(make_plc):
     clock = plc.world.clock
     plc.w(102, 3000)
     plc.world.set_relay("power", False)
-    quiet = _client(plc.server.port, timeout=0.2)
+    quiet = connect(plc.server.port, timeout=0.2)
     try:
         with pytest.raises(ModbusIOException):
             quiet.read_input_registers(5, count=1)
@@ -425,7 +341,7 @@ def test_no_reply_without_power_then_fault_8_after_boot_manual_clock(make_plc):
     finally:
         quiet.close()
     clock.set(7.0)
-    fresh = _client(plc.server.port)
+    fresh = connect(plc.server.port)
     try:
         r = fresh.read_input_registers(5, count=9)
         assert r.registers[:3] == [4, 0, 8]  # STATE FAULT, STATUS 0, FAULT 8
@@ -440,7 +356,7 @@ def test_no_reply_without_power_then_fault_8_after_boot_manual_clock(make_plc):
 def test_power_cycle_at_time_scale_50(make_plc):
     plc = make_plc(DeviceClock(scale=50.0))
     plc.world.set_relay("power", False)
-    quiet = _client(plc.server.port, timeout=0.02)
+    quiet = connect(plc.server.port, timeout=0.02)
     try:
         with pytest.raises(ModbusIOException):
             quiet.read_input_registers(5, count=1)
@@ -484,7 +400,7 @@ def test_connection_from_before_a_power_cycle_is_reset(make_plc):
             old.recv(64)
     finally:
         old.close()
-    fresh = _client(plc.server.port)
+    fresh = connect(plc.server.port)
     try:
         assert fresh.read_input_registers(7, count=1).registers == [8]
     finally:

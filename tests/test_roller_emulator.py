@@ -8,23 +8,36 @@ the neighbouring requirements, that they do, with the rig's own trace analysis.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from emulator_support import (
+    BIT_BRAKE,
+    BIT_MOTOR,
+    BIT_SETPOINT,
+    ESTOP,
+    ESTOP_STATE,
+    FAULT,
+    IDLE,
+    RESET,
+    RUNNING,
+    START,
+    STOP,
+    STOPPING,
+    Plc,
+    TableMachine,
+    build_table,
+    machine_settings,
+    s16,
+)
+from emulator_support import Bench as BenchBase
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from pymodbus.client import ModbusTcpClient
+from hypothesis.stateful import initialize, invariant, rule
 
 from rig import analysis
 from rig.emulators.clock import ManualClock
 from rig.emulators.defects import check_defects, defects_for
-from rig.emulators.modbus import PlcServer, serve_plc
 from rig.emulators.roller import (
     INTENSITY,
     LIFT,
@@ -38,8 +51,6 @@ from rig.emulators.roller import (
     nominal_period,
 )
 from rig.emulators.table import (
-    COMMAND,
-    HEARTBEAT,
     SENSOR_OFFSET,
     SERVICE_KEY,
     SESSION_S,
@@ -50,52 +61,19 @@ from rig.emulators.world import World
 from rig.errors import ConfigError
 from rig.profiles import load_profile
 
-START, STOP, RESET, ESTOP = 1, 2, 3, 4
-IDLE, RUNNING, STOPPING, ESTOP_STATE, FAULT = 0, 1, 2, 3, 4
-BIT_ESTOP, BIT_PATIENT, BIT_SETPOINT, BIT_MOTOR, BIT_BRAKE, BIT_SERVICE = (1 << i for i in range(6))
 A = 200.0  # mm/s2, the ICD's carriage acceleration
 SERIAL = 600123
 
 
-def make_table(defects: tuple[str, ...] = (), *, powered: bool = True, **kw):
+def make_table(defects: tuple[str, ...] = (), **kw):
     """Factory of a fresh emulated roller table on a manual clock at device time 0."""
-    clock = ManualClock()
-    world = World(clock, seed=11)
-    if not powered:
-        world.set_relay("power", False)
-    table = RollerTable(world, serial=SERIAL, defects=frozenset(defects), **kw)
-    return clock, world, table
+    return build_table(RollerTable, SERIAL, defects, seed=11, **kw)
 
 
-class Bench:
+class Bench(BenchBase):
     """Register-level helpers over one roller table."""
 
-    def __init__(self, defects: tuple[str, ...] = (), **kw) -> None:
-        self.clock, self.world, self.table = make_table(defects, **kw)
-        self.hb = 0
-
-    @property
-    def t(self) -> float:
-        return self.clock.now()
-
-    def ir(self, addr: int, count: int = 1):
-        r = self.table.read(4, addr, count)
-        assert isinstance(r, list), f"read input {addr}: exception {r}"
-        return r if count > 1 else r[0]
-
-    def hr(self, addr: int) -> int:
-        r = self.table.read(3, addr, 1)
-        assert isinstance(r, list), f"read holding {addr}: exception {r}"
-        return r[0]
-
-    def w(self, addr: int, *values: int):
-        return self.table.write(16 if len(values) > 1 else 6, addr, list(values))
-
-    def ok(self, addr: int, *values: int) -> None:
-        assert self.w(addr, *values) is None
-
-    def cmd(self, c: int):
-        return self.w(COMMAND, c)
+    make_table = staticmethod(make_table)
 
     def configure(self, speed: float = 60.0, start: int = 50, end: int = 550, level: int = 5):
         """The four roller settings in one FC16 write (judged as one image)."""
@@ -106,55 +84,14 @@ class Bench:
         self.configure(speed, start, end, level)
         assert self.cmd(START) is None
 
-    def beat(self) -> None:
-        self.hb = (self.hb + 1) & 0xFFFF
-        self.ok(HEARTBEAT, self.hb)
-
-    def at(self, target: float, *, heartbeat: bool = True) -> None:
-        """Move device time to `target`, changing HEARTBEAT often enough on the way."""
-        step = self.table.setting(WATCHDOG_MS) / 4000.0
-        start = self.t
-        n = max(math.ceil((target - start) / step), 1)
-        for i in range(1, n + 1):
-            if heartbeat and self.table.answers():
-                self.beat()
-            self.clock.set(target if i == n else start + i * step)
-
     def pos(self, t: float | None = None) -> float:
-        return float(self.world.sample("position", np.array([self.t if t is None else t]))[0])
+        return self.sample("position", t)
 
     def lift(self, t: float | None = None) -> float:
-        return float(self.world.sample("lift", np.array([self.t if t is None else t]))[0])
+        return self.sample("lift", t)
 
     def trace(self, t0: float, t1: float, signal: str = "position", dt: float = 0.001):
-        times = np.arange(t0, t1, dt)
-        return times, self.world.sample(signal, times)
-
-    @property
-    def state(self) -> int:
-        return self.ir(5)
-
-    @property
-    def fault(self) -> int:
-        return self.ir(7)
-
-    @property
-    def status(self) -> int:
-        return self.ir(6)
-
-    @property
-    def cycles(self) -> int:
-        return self.ir(9)
-
-    @property
-    def uptime(self) -> int:
-        hi, lo = self.ir(10, 2)
-        return hi << 16 | lo
-
-    @property
-    def fault_uptime(self) -> int:
-        hi, lo = self.ir(12, 2)
-        return hi << 16 | lo
+        return self.series(signal, t0, t1, dt)
 
     @property
     def plc_position(self) -> float:
@@ -162,15 +99,7 @@ class Bench:
 
     @property
     def velocity(self) -> float:
-        raw = self.ir(VELOCITY)
-        return (raw - 0x10000 if raw >= 0x8000 else raw) / 10.0
-
-
-def enter_service_with_offset(b: Bench, offset_x10: int) -> None:
-    assert b.w(SENSOR_OFFSET, 5) == 6  # not in service mode
-    b.ok(SERVICE_KEY, 0xA5A5)
-    b.ok(SENSOR_OFFSET, offset_x10 & 0xFFFF)
-    assert b.status & BIT_SERVICE
+        return s16(self.ir(VELOCITY)) / 10.0
 
 
 def stop_time(b: Bench, t0: float) -> float:
@@ -450,7 +379,7 @@ def test_power_loss_brakes_and_lowers_the_lift_then_fault_8():
 # == protective monitors ======================================================================
 def test_overtravel_monitor_trips_with_sensor_offset_minus_10_mm():
     b = Bench()
-    enter_service_with_offset(b, -100)
+    b.service_offset(-100)
     b.run(40.0)
     # the controller parks on the control channel: true park 60 mm, true far reversal 560 mm
     t_trip = move_time(10, 40) + 0.2 + (555 - 64) / 40
@@ -469,7 +398,7 @@ def test_overtravel_monitor_trips_with_sensor_offset_minus_10_mm():
 
 def test_overtravel_low_side_trips_while_moving_out_and_never_standing_outside():
     b = Bench()
-    enter_service_with_offset(b, 200)  # control reads 20 mm high: true park at 30 mm
+    b.service_offset(200)  # control reads 20 mm high: true park at 30 mm
     b.run(40.0)
     b.at(1.0)
     assert (b.state, b.fault) == (FAULT, 4)
@@ -485,7 +414,7 @@ def test_park_window_covers_the_path_from_where_the_carriage_started():
     b.at(5.0)
     assert b.state == IDLE and b.pos() == pytest.approx(20.0)
     b.configure(40.0, 50, 550)  # the carriage now stands 25 mm below the window [45, 555]
-    enter_service_with_offset(b, 400)  # control reads 40 mm high: the true park is at 10 mm
+    b.service_offset(400)  # control reads 40 mm high: the true park is at 10 mm
     assert b.cmd(START) is None
     b.at(5.1)
     assert b.state == RUNNING  # heading out of [45, 555] but inside [20 - 5, 555] while parking
@@ -549,53 +478,9 @@ def test_settings_refused_while_running_and_stopping():
 
 
 # == Modbus over sockets ======================================================================
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    th = threading.Thread(target=lp.run_forever, name="roller-test-loop", daemon=True)
-    th.start()
-    yield lp
-    lp.call_soon_threadsafe(lp.stop)
-    th.join(timeout=5)
-    lp.close()
-
-
-@dataclass
-class Plc:
-    world: World
-    table: RollerTable
-    server: PlcServer
-    client: ModbusTcpClient
-
-    def ir(self, addr: int, count: int = 1) -> list[int]:
-        r = self.client.read_input_registers(addr, count=count)
-        assert not r.isError(), r
-        return r.registers
-
-    def hr(self, addr: int, count: int = 1) -> list[int]:
-        r = self.client.read_holding_registers(addr, count=count)
-        assert not r.isError(), r
-        return r.registers
-
-    def exc(self, response) -> int | None:
-        return response.exception_code if response.isError() else None
-
-    def w(self, addr: int, *values: int) -> int | None:
-        if len(values) == 1:
-            return self.exc(self.client.write_register(addr, values[0]))
-        return self.exc(self.client.write_registers(addr, list(values)))
-
-
 @pytest.fixture
-def plc(loop) -> Iterator[Plc]:
-    world = World(ManualClock(), seed=5)
-    table = RollerTable(world, serial=SERIAL)
-    server = asyncio.run_coroutine_threadsafe(serve_plc(table), loop).result(timeout=10)
-    client = ModbusTcpClient("127.0.0.1", port=server.port, timeout=2.0, retries=0)
-    assert client.connect()
-    yield Plc(world, table, server, client)
-    client.close()
-    asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(timeout=10)
+def plc(serve) -> Plc:
+    return serve(RollerTable(World(ManualClock(), seed=5), serial=SERIAL))
 
 
 EDGES = [  # (address, accepted values, refused values): TRAVEL_END stays 550 for 202's edges
@@ -795,7 +680,7 @@ def test_defect_brake_slow_breaks_only_the_estop_distance():
     assert 0.080 <= stop_time(p, p0) <= 0.100
     # RT-SAF-04 at 40 mm/s: the trip at TRAVEL_END + 5 stops by TRAVEL_END + 5 + 2.3 mm
     m = Bench(("brake-slow",))
-    enter_service_with_offset(m, -100)
+    m.service_offset(-100)
     m.run(40.0)
     m.at(20.0)
     assert m.fault == 4 and m.pos() == pytest.approx(555 + 40**2 / 700, abs=1e-6)
@@ -819,7 +704,7 @@ def test_defect_no_span_check():
 
 def test_defect_no_overtravel_monitor_keeps_overspeed():
     b = Bench(("no-overtravel-monitor",))
-    enter_service_with_offset(b, -100)
+    b.service_offset(-100)
     b.run(40.0)
     b.at(30.0)
     assert (b.state, b.fault) == (RUNNING, 0)
@@ -961,7 +846,7 @@ BRAKE_S = 60.0 / 2000.0
 EPS = 1e-6
 
 
-class RollerMachine(RuleBasedStateMachine):
+class RollerMachine(TableMachine):
     """Random commands, relays, settings, offsets and time against the ICD's invariants."""
 
     @initialize()
@@ -974,18 +859,11 @@ class RollerMachine(RuleBasedStateMachine):
         self.frozen_from: float | None = None  # brake applied: no motion until a new START
         self.bounds = (45.0 - BRAKE_MM, 555.0 + BRAKE_MM)
 
-    def regs(self) -> tuple[int, int, int] | None:
-        """(STATE, FAULT, STATUS) now, or None while the PLC is silent."""
-        if not self.table.answers():
-            return None
-        state, status, fault = self.table.read(4, 5, 3)
-        return state, fault, status
-
     def freeze(self) -> None:
         if self.frozen_from is None:
             self.frozen_from = self.clock.now()
 
-    def started(self) -> None:
+    def on_start(self) -> None:
         """A START was accepted: the carriage may go anywhere the monitors allow."""
         t = self.clock.now()
         x0 = float(self.world.sample("position", np.array([t]))[0])
@@ -998,6 +876,16 @@ class RollerMachine(RuleBasedStateMachine):
         self.bounds = (lo, hi)
         self.estopped = False
         self.frozen_from = None
+
+    def on_estop(self, state, after, *, command):
+        if command:
+            assert after[2] & BIT_BRAKE
+        self.estopped = True
+        self.freeze()
+
+    def on_power(self, on):
+        if not on:
+            self.freeze()
 
     @rule(dt=st.sampled_from([0.001, 0.01, 0.05, 0.2, 1.0, 3.0, 20.0]))
     def wait(self, dt):
@@ -1034,61 +922,6 @@ class RollerMachine(RuleBasedStateMachine):
         self.command(RESET)
         self.command(START)
 
-    @rule(c=st.integers(0, 5))
-    def command(self, c):
-        before = self.regs()
-        if before is None:
-            with pytest.raises(PlcSilent):
-                self.table.write(6, COMMAND, [c])
-            return
-        state, fault, status = before
-        r = self.table.write(6, COMMAND, [c])
-        if c == 5:
-            assert r == 3
-            return
-        allowed = state == IDLE and fault == 0 and not status & (BIT_ESTOP | BIT_PATIENT)
-        if c == START:
-            assert (r is None) == allowed
-            if allowed:
-                self.started()
-                assert self.regs()[0] == RUNNING
-            return
-        assert r is None
-        after = self.regs()
-        if c == RESET:
-            if state in (ESTOP_STATE, FAULT) and not status & (BIT_ESTOP | BIT_PATIENT):
-                assert after[:2] == (IDLE, 0)
-                self.reset_may_clear = True
-            else:
-                assert after[1] == fault
-        elif c == ESTOP:
-            assert after[:2] == (ESTOP_STATE, 1) and after[2] & BIT_BRAKE
-            self.estopped = True
-            self.freeze()
-        elif c == STOP and state != RUNNING:
-            assert after[:2] == (state, fault)
-
-    @rule(name=st.sampled_from(["estop", "patient"]), on=st.booleans())
-    def relay(self, name, on):
-        before = self.regs()
-        changed = self.world.set_relay(name, on)
-        after = self.regs()
-        if before is None or not changed or not on:
-            return
-        if name == "estop":
-            assert after[:2] == (ESTOP_STATE, 1)
-            self.estopped = True
-            self.freeze()
-        elif before[0] == RUNNING:
-            assert after[:2] == (FAULT, 2)
-
-    @rule(on=st.booleans())
-    def power(self, on):
-        if self.world.set_relay("power", on):
-            self.reset_may_clear = True  # a power-on ends in a fresh FAULT 8
-            if not on:
-                self.freeze()
-
     @rule(case=st.sampled_from(SETTING_CASES), data=st.data())
     def setting(self, case, data):
         addr, (lo, hi), values = case
@@ -1110,22 +943,9 @@ class RollerMachine(RuleBasedStateMachine):
         expect = old if r is not None else [value]
         assert self.table.read(3, addr, 1) == expect
 
-    @rule()
-    def heartbeat(self):
-        if self.table.answers():
-            self.hb += 1
-            assert self.table.write(6, HEARTBEAT, [self.hb & 0xFFFF]) is None
-
     @rule(key=st.sampled_from([0xA5A5, 0]), offset=st.sampled_from([-100, 0, 200]))
     def service(self, key, offset):
-        before = self.regs()
-        if before is None:
-            return
-        r = self.table.write(16, SERVICE_KEY, [key, offset & 0xFFFF])
-        if before[0] != IDLE or key != 0xA5A5:
-            assert r == 6  # SENSOR_OFFSET only in service mode (the one this write leaves)
-        else:
-            assert r is None
+        self.check_service(key, offset)
 
     @invariant()
     def icd_invariants(self):
@@ -1157,10 +977,5 @@ class RollerMachine(RuleBasedStateMachine):
         self.last_fault = fault
 
 
-RollerMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+RollerMachine.TestCase.settings = machine_settings(max_examples=80, steps=40)
 test_roller_state_machine = RollerMachine.TestCase

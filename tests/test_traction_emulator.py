@@ -6,11 +6,31 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from emulator_support import (
+    BIT_ESTOP,
+    BIT_MOTOR,
+    BIT_PATIENT,
+    BIT_SERVICE,
+    BIT_SETPOINT,
+    ESTOP,
+    ESTOP_STATE,
+    FAULT,
+    IDLE,
+    RESET,
+    RUNNING,
+    START,
+    STOP,
+    STOPPING,
+    TableMachine,
+    build_table,
+    machine_settings,
+    s16,
+    slope,
+)
+from emulator_support import Bench as BenchBase
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 
-from rig.emulators.clock import ManualClock
 from rig.emulators.defects import DEFECTS, check_defects, defects_for
 from rig.emulators.table import (
     BOOT_S,
@@ -36,111 +56,32 @@ from rig.emulators.traction import (
     REST_S,
     TractionTable,
 )
-from rig.emulators.world import World
 from rig.errors import ConfigError
 
-START, STOP, RESET, ESTOP = 1, 2, 3, 4
-IDLE, RUNNING, STOPPING, ESTOP_STATE, FAULT = 0, 1, 2, 3, 4
 P_IDLE, P_RAMP_UP, P_HOLD, P_RAMP_DOWN, P_REST, P_RELEASE = range(6)
-BIT_ESTOP, BIT_PATIENT, BIT_SETPOINT, BIT_MOTOR, BIT_BRAKE, BIT_SERVICE = (1 << i for i in range(6))
 
 
-def make_table(defects: tuple[str, ...] = (), *, powered: bool = True, **kw):
+def make_table(defects: tuple[str, ...] = (), **kw):
     """Factory of a fresh emulated traction table on a manual clock at device time 0."""
-    clock = ManualClock()
-    world = World(clock, seed=7)
-    if not powered:
-        world.set_relay("power", False)
-    table = TractionTable(world, serial=890001, defects=frozenset(defects), **kw)
-    return clock, world, table
+    return build_table(TractionTable, 890001, defects, seed=7, **kw)
 
 
-class Bench:
-    """Register-level helpers over one table."""
+class Bench(BenchBase):
+    """Register-level helpers over one traction table."""
 
-    def __init__(self, defects: tuple[str, ...] = (), **kw) -> None:
-        self.clock, self.world, self.table = make_table(defects, **kw)
-        self.hb = 0
-
-    @property
-    def t(self) -> float:
-        return self.clock.now()
-
-    def ir(self, addr: int, count: int = 1):
-        r = self.table.read(4, addr, count)
-        assert isinstance(r, list), f"read input {addr}: exception {r}"
-        return r if count > 1 else r[0]
-
-    def hr(self, addr: int) -> int:
-        r = self.table.read(3, addr, 1)
-        assert isinstance(r, list), f"read holding {addr}: exception {r}"
-        return r[0]
-
-    def w(self, addr: int, *values: int):
-        return self.table.write(16 if len(values) > 1 else 6, addr, list(values))
-
-    def ok(self, addr: int, *values: int) -> None:
-        assert self.w(addr, *values) is None
-
-    def cmd(self, c: int):
-        return self.w(COMMAND, c)
-
-    def beat(self) -> None:
-        self.hb = (self.hb + 1) & 0xFFFF
-        self.ok(HEARTBEAT, self.hb)
-
-    def at(self, target: float, *, heartbeat: bool = True) -> None:
-        """Move device time to `target`, changing HEARTBEAT often enough on the way."""
-        step = self.table.setting(WATCHDOG_MS) / 4000.0
-        start = self.t
-        n = max(math.ceil((target - start) / step), 1)
-        for i in range(1, n + 1):
-            if heartbeat and self.table.answers():
-                self.beat()
-            self.clock.set(target if i == n else start + i * step)
+    SIGNAL = "force"
+    make_table = staticmethod(make_table)
 
     def force(self, t: float | None = None) -> float:
-        return float(self.world.sample("force", np.array([self.t if t is None else t]))[0])
-
-    def trace(self, t0: float, t1: float, dt: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
-        times = np.arange(t0, t1, dt)
-        return times, self.world.sample("force", times)
-
-    @property
-    def state(self) -> int:
-        return self.ir(5)
-
-    @property
-    def fault(self) -> int:
-        return self.ir(7)
-
-    @property
-    def status(self) -> int:
-        return self.ir(6)
+        return self.sample("force", t)
 
     @property
     def phase(self) -> int:
         return self.ir(PHASE)
 
     @property
-    def uptime(self) -> int:
-        hi, lo = self.ir(10, 2)
-        return hi << 16 | lo
-
-    @property
-    def fault_uptime(self) -> int:
-        hi, lo = self.ir(12, 2)
-        return hi << 16 | lo
-
-    @property
     def plc_force(self) -> float:
-        raw = self.ir(FORCE)
-        return (raw - 0x10000 if raw >= 0x8000 else raw) / 10.0
-
-
-def slope(times: np.ndarray, force: np.ndarray, lo: float, hi: float) -> float:
-    sel = (force >= lo) & (force <= hi)
-    return float(np.polyfit(times[sel], force[sel], 1)[0])
+        return s16(self.ir(FORCE)) / 10.0
 
 
 def crossings(times: np.ndarray, force: np.ndarray, level: float) -> tuple[list, list]:
@@ -409,16 +350,9 @@ def test_watchdog_is_not_armed_outside_running():
 
 
 # == overforce monitor ========================================================================
-def enter_service_with_offset(b: Bench, offset_x10: int) -> None:
-    assert b.w(SENSOR_OFFSET, 5) == 6  # not in service mode
-    b.ok(SERVICE_KEY, 0xA5A5)
-    assert b.status & BIT_SERVICE
-    b.ok(SENSOR_OFFSET, offset_x10 & 0xFFFF)
-
-
 def test_overforce_monitor_trips_on_true_force_with_sensor_offset():
     b = Bench()
-    enter_service_with_offset(b, -600)
+    b.service_offset(-600)
     running_static(b, 4000, 200, wd=5000)
     b.at(10.0)
     assert b.force() == pytest.approx(200.0)
@@ -447,7 +381,7 @@ def test_overforce_monitor_quiet_at_a_normal_setpoint():
 def test_overforce_needs_50_ms_of_excursion(offset_x10, trips):
     # the overshoot defect gives short excursions: peak 1.08 x level for a fraction of a second
     b = Bench(("overshoot",))
-    enter_service_with_offset(b, offset_x10)
+    b.service_offset(offset_x10)
     running_static(b, 4000, 1000, wd=5000)
     b.at(10.0)
     level = 400 - offset_x10 / 10
@@ -507,7 +441,7 @@ def test_power_loss_release_silence_boot_and_fault_8():
 
 def test_holding_registers_persist_but_service_mode_and_offset_do_not():
     b = Bench()
-    enter_service_with_offset(b, 100)
+    b.service_offset(100)
     for addr, v in ((FORCE_SET, 2500), (WATCHDOG_MS, 700), (HEARTBEAT, 77), (HOLD_S, 9)):
         b.ok(addr, v)
     b.world.set_relay("power", False)
@@ -723,7 +657,7 @@ def test_defect_no_force_limit():
 
 def test_defect_no_overforce_monitor():
     b = Bench(("no-overforce-monitor",))
-    enter_service_with_offset(b, -600)
+    b.service_offset(-600)
     running_static(b, 4000, 1000, wd=5000)
     b.at(30.0)
     assert (b.state, b.fault) == (RUNNING, 0) and b.force() == pytest.approx(460.0)
@@ -795,7 +729,7 @@ SETTING_CASES = [  # (address, range, values to try)
 ]
 
 
-class TractionMachine(RuleBasedStateMachine):
+class TractionMachine(TableMachine):
     """Random commands, relays, settings and time against the ICD's invariants."""
 
     @initialize()
@@ -808,12 +742,11 @@ class TractionMachine(RuleBasedStateMachine):
         self.reset_may_clear = False
         self.estopped = False
 
-    def regs(self) -> tuple[int, int, int] | None:
-        """(STATE, FAULT, STATUS) now, or None while the PLC is silent."""
-        if not self.table.answers():
-            return None
-        state, status, fault = self.table.read(4, 5, 3)
-        return state, fault, status
+    def on_start(self) -> None:
+        self.estopped = False
+
+    def on_estop(self, state, after, *, command):
+        self.estopped = True
 
     def force_at(self, t: float) -> float:
         return float(self.world.sample("force", np.array([t]))[0])
@@ -827,57 +760,6 @@ class TractionMachine(RuleBasedStateMachine):
             times = np.linspace(t0, t0 + dt, 64)
             f = self.world.sample("force", times)
             assert np.all(np.diff(f) <= 1e-9), (t0, dt)
-
-    @rule(c=st.integers(0, 5))
-    def command(self, c):
-        before = self.regs()
-        if before is None:
-            with pytest.raises(PlcSilent):
-                self.table.write(6, COMMAND, [c])
-            return
-        state, fault, status = before
-        r = self.table.write(6, COMMAND, [c])
-        if c == 5:
-            assert r == 3
-            return
-        allowed = state == IDLE and fault == 0 and not status & (BIT_ESTOP | BIT_PATIENT)
-        if c == START:
-            assert (r is None) == allowed
-            if allowed:
-                self.estopped = False
-                assert self.regs()[0] == RUNNING
-            return
-        assert r is None
-        after = self.regs()
-        if c == RESET:
-            if state in (ESTOP_STATE, FAULT) and not status & (BIT_ESTOP | BIT_PATIENT):
-                assert after[:2] == (IDLE, 0)
-                self.reset_may_clear = True
-            else:
-                assert after[1] == fault
-        elif c == ESTOP:
-            assert after[:2] == (ESTOP_STATE, 1)
-            self.estopped = True
-        elif c == STOP and state != RUNNING:
-            assert after[:2] == (state, fault)
-
-    @rule(name=st.sampled_from(["estop", "patient"]), on=st.booleans())
-    def relay(self, name, on):
-        before = self.regs()
-        changed = self.world.set_relay(name, on)
-        after = self.regs()
-        if before is None or not changed or not on:
-            return
-        if name == "estop":
-            assert after[:2] == (ESTOP_STATE, 1)
-            self.estopped = True
-        elif before[0] == RUNNING:
-            assert after[:2] == (FAULT, 2)
-
-    @rule(on=st.booleans())
-    def power(self, on):
-        if self.world.set_relay("power", on):
-            self.reset_may_clear = True  # a power-on ends in a fresh FAULT 8
 
     @rule(case=st.sampled_from(SETTING_CASES), data=st.data())
     def setting(self, case, data):
@@ -897,22 +779,9 @@ class TractionMachine(RuleBasedStateMachine):
         else:
             assert self.table.read(3, addr, 1) == [value]
 
-    @rule()
-    def heartbeat(self):
-        if self.table.answers():
-            self.hb += 1
-            assert self.table.write(6, HEARTBEAT, [self.hb & 0xFFFF]) is None
-
     @rule(key=st.sampled_from([0xA5A5, 0]), offset=st.sampled_from([-600, 0, 300]))
     def service(self, key, offset):
-        before = self.regs()
-        if before is None:
-            return
-        r = self.table.write(16, SERVICE_KEY, [key, offset & 0xFFFF])
-        if before[0] != IDLE or key != 0xA5A5:
-            assert r == 6  # SENSOR_OFFSET only in service mode (the one this write leaves)
-        else:
-            assert r is None
+        if self.check_service(key, offset):
             assert self.table.read(3, SENSOR_OFFSET, 1) == [offset & 0xFFFF]
 
     @invariant()
@@ -944,10 +813,5 @@ class TractionMachine(RuleBasedStateMachine):
         self.last_state, self.last_fault, self.last_t = state, fault, t
 
 
-TractionMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TractionMachine.TestCase.settings = machine_settings(max_examples=60, steps=30)
 test_traction_state_machine = TractionMachine.TestCase

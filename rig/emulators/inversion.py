@@ -60,14 +60,14 @@ late the RESET arrives).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import IntEnum
 from typing import ClassVar
 
 import numpy as np
 
-from .table import Fault, HoldingRegister, State, StopKind, TableBase
+from .table import Fault, HoldingRegister, State, StopKind, TableBase, s16_x10
 from .track import Track
-from .world import World
 
 # Holding registers
 ANGLE_SET = 300
@@ -178,26 +178,17 @@ class InversionTable(TableBase):
     )
     KIND_INPUTS: ClassVar[dict[int, str]] = {ANGLE: "ANGLE", ANGULAR_RATE: "ANGULAR_RATE"}
 
-    def __init__(
-        self,
-        world: World,
-        *,
-        serial: int,
-        firmware: int = 210,
-        defects: frozenset[str] = frozenset(),
-        cold_start: bool = False,
-    ) -> None:
-        self._angle = AngleTrack(world.clock.now(), 0.0)
+    def _init_kind(self, t0: float) -> None:
+        self._angle = AngleTrack(t0, 0.0)
         self._phase = Phase.IDLE
         self._arrived = -math.inf  # when the rotation to ANGLE_SET arrived
         self._return_counts = False  # the return under way began away from 0
         self._brake_cause = Creep.LATCH  # what cut the drive for the last emergency brake
         self._creep = Creep.NONE  # brake-drift: why the brake slips now, if it does
         self._creep_from = -math.inf  # when the slip starts (the end of the brake)
-        super().__init__(
-            world, serial=serial, firmware=firmware, defects=defects, cold_start=cold_start
-        )
-        world.add_signal("angle", self.sample_angle)
+
+    def _signals(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        return {"angle": self.sample_angle}
 
     # == public ===============================================================================
     def sample_angle(self, times: np.ndarray) -> np.ndarray:
@@ -242,8 +233,7 @@ class InversionTable(TableBase):
             reading = self._angle.value(t) + self._offset() + self._rng.normal(0.0, ANGLE_NOISE_DEG)
             if self.has("plc-angle-offset"):
                 reading += PLC_ANGLE_OFFSET_DEG
-        raw = round(reading * 10.0)
-        return max(-0x8000, min(0x7FFF, raw)) & 0xFFFF
+        return s16_x10(reading)
 
     # == hooks: program =======================================================================
     def _start_motion(self, t: float) -> None:

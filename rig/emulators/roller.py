@@ -64,14 +64,14 @@ R11. The far reversal is TRAVEL_END and the near one TRAVEL_START as set at the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import IntEnum
 from typing import ClassVar
 
 import numpy as np
 
-from .table import Fault, HoldingRegister, State, TableBase, first_excursion
+from .table import Fault, HoldingRegister, State, TableBase, first_excursion, s16_x10
 from .track import Track
-from .world import World
 
 # Holding registers
 SPEED = 200
@@ -184,16 +184,7 @@ class RollerTable(TableBase):
         LIFT: "LIFT",
     }
 
-    def __init__(
-        self,
-        world: World,
-        *,
-        serial: int,
-        firmware: int = 210,
-        defects: frozenset[str] = frozenset(),
-        cold_start: bool = False,
-    ) -> None:
-        t0 = world.clock.now()
+    def _init_kind(self, t0: float) -> None:
         self._pos = CarriageTrack(t0, DELIVERY_POSITION_MM)
         self._lift = Track(t0, 0.0)
         self._phase = Phase.IDLE
@@ -202,11 +193,9 @@ class RollerTable(TableBase):
         self._cycle_no = -1
         self._park_from: float | None = None  # true position at START while moving to park
         self._window_from = t0
-        super().__init__(
-            world, serial=serial, firmware=firmware, defects=defects, cold_start=cold_start
-        )
-        world.add_signal("position", self.sample_position)
-        world.add_signal("lift", self.sample_lift)
+
+    def _signals(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        return {"position": self.sample_position, "lift": self.sample_lift}
 
     # == public ===============================================================================
     def sample_position(self, times: np.ndarray) -> np.ndarray:
@@ -271,8 +260,7 @@ class RollerTable(TableBase):
 
     def _kind_input(self, addr: int, t: float) -> int:
         if addr == VELOCITY:
-            raw = round(self._pos.velocity(t) * 10.0)
-            return max(-0x8000, min(0x7FFF, raw)) & 0xFFFF
+            return s16_x10(self._pos.velocity(t))
         noise = self._rng.normal(0.0, READING_NOISE_MM)
         if addr == POSITION:
             reading = self._pos.value(t) + self.sensor_offset / 10.0 + noise

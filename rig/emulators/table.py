@@ -17,6 +17,8 @@ Kind hooks (override in a subclass; the base calls them with the device time of 
 
 - class attributes `KIND`, `MODEL`, `KIND_HOLDING` (register rows with range and default),
   `KIND_INPUTS` (address -> name);
+- `_init_kind(t0)`: the kind's physics at construction; `_signals()`: the world signals it
+  registers (name -> sampler);
 - `_kind_rules_ok(image, written)`: cross-register rules of the proposed holding image (03);
 - `_kind_input(addr, t)`: the raw u16 of a kind input register;
 - `_start_motion(t)`, `_controlled_stop(t)`, `_emergency_stop(t)`, `_patient_stop(t)`,
@@ -263,6 +265,11 @@ def first_excursion(
     return math.inf
 
 
+def s16_x10(value: float) -> int:
+    """Raw u16 of an s16 x10 reading: rounded to 0.1, clipped to the s16 range."""
+    return max(-0x8000, min(0x7FFF, round(value * 10.0))) & 0xFFFF
+
+
 def _floor_ms(seconds: float) -> int:
     # the epsilon absorbs float error so that an instant exactly N ms later reads N
     return math.floor(seconds * 1000.0 + 1e-6)
@@ -288,6 +295,7 @@ class TableBase:
         defects: frozenset[str] = frozenset(),
         cold_start: bool = False,
     ) -> None:
+        self._init_kind(world.clock.now())
         if not 0 <= serial <= 0xFFFFFFFF:
             raise ValueError(f"serial {serial} does not fit a u32")
         if not 0 <= firmware <= 0xFFFF:
@@ -333,6 +341,8 @@ class TableBase:
                     self._ever_booted = True
                     self._boots = 1
             world.add_model(self)
+        for name, sample in self._signals().items():
+            world.add_signal(name, sample)
 
     # == public API ===========================================================================
     def has(self, defect: str) -> bool:
@@ -730,6 +740,13 @@ class TableBase:
         return values[addr]
 
     # == kind hooks (defaults) ================================================================
+    def _init_kind(self, t0: float) -> None:
+        """Set up the kind's physics at device time t0 (before the PLC state, which may use it)."""
+
+    def _signals(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        """The world signals (true physical quantities) the kind registers, by name."""
+        return {}
+
     def _kind_rules_ok(self, image: dict[int, int], written: frozenset[int]) -> bool:
         """Cross-register rules of the holding image a write would leave (False: 03)."""
         return True

@@ -15,14 +15,14 @@ linearly at 2000 N/s to 0 N (ICD: >= 1000 N/s to <= 15 N); mains power loss rele
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import IntEnum
 from typing import ClassVar
 
 import numpy as np
 
-from .table import Fault, HoldingRegister, TableBase, first_excursion
+from .table import Fault, HoldingRegister, TableBase, first_excursion, s16_x10
 from .track import Track
-from .world import World
 
 # Holding registers
 MODE = 100
@@ -82,21 +82,12 @@ class TractionTable(TableBase):
     )
     KIND_INPUTS: ClassVar[dict[int, str]] = {FORCE: "FORCE", PHASE: "PHASE"}
 
-    def __init__(
-        self,
-        world: World,
-        *,
-        serial: int,
-        firmware: int = 210,
-        defects: frozenset[str] = frozenset(),
-        cold_start: bool = False,
-    ) -> None:
-        self._force = Track(world.clock.now(), 0.0)
+    def _init_kind(self, t0: float) -> None:
+        self._force = Track(t0, 0.0)
         self._phase = Phase.IDLE
-        super().__init__(
-            world, serial=serial, firmware=firmware, defects=defects, cold_start=cold_start
-        )
-        world.add_signal("force", self.sample_force)
+
+    def _signals(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+        return {"force": self.sample_force}
 
     # == public ===============================================================================
     def sample_force(self, times: np.ndarray) -> np.ndarray:
@@ -144,8 +135,7 @@ class TractionTable(TableBase):
         reading = self._force.value(t) + self._offset_n() + self._rng.normal(0.0, FORCE_NOISE_N)
         if self.has("plc-force-high"):
             reading *= 1.03
-        raw = round(reading * 10.0)
-        return max(-0x8000, min(0x7FFF, raw)) & 0xFFFF
+        return s16_x10(reading)
 
     # == hooks: program =======================================================================
     def _start_motion(self, t: float) -> None:
