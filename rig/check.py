@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .analysis import AnalysisError
+from .analysis import AnalysisError, settle_instant, settled_value
 from .errors import ConfigError
 from .profiles import Requirement
 from .record import FAIL, PASS, Measurement, RunRecord, evaluate
@@ -86,6 +86,40 @@ class RequirementCheck:
         except AnalysisError as e:
             value, note = None, f"{note}; {e}".lstrip("; ")
         return self.measure(name, value, note=note, **(bindings or {}))
+
+    def band(self, name: str, **bindings: float) -> tuple[float, float]:
+        """Target and half-width of a measurement's two-sided limit from the profile (what a
+        body needs to find, e.g., when a quantity first comes within its own limit)."""
+        low, high = self.requirement.measurement(name).limits(self.env(**bindings))
+        if low is None or high is None:
+            raise ConfigError(f"{self.requirement.id}: {name} has no two-sided limit")
+        return (low + high) / 2, (high - low) / 2
+
+    def measure_settled(
+        self,
+        name: str,
+        trace: Trace,
+        channel: str,
+        *,
+        label: str,
+        lines: dict[str, float],
+        **bindings: float,
+    ) -> Measurement:
+        """Judge the settled value of `channel` (requirements.md) against `name`'s limit; the
+        plot marks where it first came within the limit and where the 2 s window starts."""
+        target, tol = self.band(name, **bindings)
+        t, x = trace.t, trace[channel]
+        t_in = settle_instant(t, x, target=target, tolerance=tol)
+        self.trace(
+            label,
+            trace,
+            channel=channel,
+            lines=lines,
+            marks={"within limit": t_in, "window start": t_in + 2.0},
+        )
+        return self.measure_from(
+            name, settled_value, t, x, target=target, tolerance=tol, bindings=bindings
+        )
 
     def has(self, name: str) -> bool:
         """True when the requirement lists a measurement of this name."""

@@ -517,5 +517,3 @@ from .fixtures.instruments import (  # noqa: E402, F401
 from .fixtures.record import check, record  # noqa: E402, F401
 from .fixtures.station import profile, rig, station  # noqa: E402, F401
 from .fixtures.table import plc, table  # noqa: E402, F401
-
-_ = (FAIL,)

@@ -19,34 +19,18 @@ def _moves(profile, requirement, table, inclinometer, steps):
         yield steps.get(table, inclinometer, KIND, settings, plc_register="ANGLE")
 
 
-def _limits(check, name, **bindings):
-    low, high = check.requirement.measurement(name).limits(check.env(**bindings))
-    return (low + high) / 2, (high - low) / 2
-
-
 @pytest.mark.verifies("settled_angle")
 def test_settled_angle(requirement, check, profile, table, inclinometer, steps):
     """Settled angle at each ANGLE_SET, from the INC, against the profile's limit."""
     for move in _moves(profile, requirement, table, inclinometer, steps):
         setpoint = move.setting("ANGLE_SET")
-        target, tol = _limits(check, "settled_angle", set=setpoint)
-        t, a = move.trace.t, move.trace["ANGL"]
-        t_in = analysis.settle_instant(t, a, target=target, tolerance=tol)
-        check.trace(
-            f"{setpoint:g}deg",
-            move.trace,
-            channel="ANGL",
-            marks={"within limit": t_in, "window start": t_in + 2.0},
-            lines={"set": setpoint},
-        )
-        check.measure_from(
+        check.measure_settled(
             "settled_angle",
-            analysis.settled_value,
-            t,
-            a,
-            target=target,
-            tolerance=tol,
-            bindings={"set": setpoint},
+            move.trace,
+            "ANGL",
+            label=f"{setpoint:g}deg",
+            lines={"set": setpoint},
+            set=setpoint,
         )
 
 

@@ -16,8 +16,7 @@ ENC_RATE_HZ = 50.0
 
 def nominal_period(check, d, v):
     """The ICD's nominal T, as the profile's limit expression defines it (mid of 2 % band)."""
-    low, high = check.requirement.measurement("mean_period").limits(check.env(d=d, v=v))
-    return (low + high) / 2
+    return check.band("mean_period", d=d, v=v)[0]
 
 
 class RollerRuns:
@@ -149,28 +148,21 @@ def test_roller_lift(requirement, check, table, position_meter):
     for level in requirement.params["levels"]:
         table.ready()
         table.configure({**requirement.settings, "INTENSITY": level})
-        target, tol = _limits(check, "settled_lift", level=level)
+        target, _ = check.band("settled_lift", level=level)
         duration = target / 10.0 / 0.75 + 8.0 if target else 8.0
         acq = arm(position_meter, duration_s=duration, rate_hz=ENC_RATE_HZ)
         position_meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
         table.stop_and_wait()
-        check.trace(f"level{level:g}", trace, channel="LIFT", lines={"level": per * level})
-        check.measure_from(
+        check.measure_settled(
             "settled_lift",
-            analysis.settled_value,
-            trace.t,
-            trace["LIFT"],
-            target=target,
-            tolerance=tol,
-            bindings={"level": level},
+            trace,
+            "LIFT",
+            label=f"level{level:g}",
+            lines={"level": per * level},
+            level=level,
         )
-
-
-def _limits(check, name, **bindings):
-    low, high = check.requirement.measurement(name).limits(check.env(**bindings))
-    return (low + high) / 2, (high - low) / 2
 
 
 @pytest.mark.verifies("roller_plc_reading")

@@ -16,36 +16,19 @@ def _step(steps, table, meter, settings):
     return steps.get(table, meter, KIND, settings, plc_register="FORCE")
 
 
-def _tolerance(check, name, **bindings):
-    """Target and half-width of a symmetric limit, from the profile (for settle detection)."""
-    low, high = check.requirement.measurement(name).limits(check.env(**bindings))
-    return (low + high) / 2, (high - low) / 2
-
-
 @pytest.mark.verifies("settled_force")
 def test_settled_force(requirement, check, table, force_meter, steps):
     """Settled force at each setpoint, from the LC, against the profile's limit."""
     for settings in steps_of(requirement, "FORCE_SET"):
         step = _step(steps, table, force_meter, settings)
         setpoint = step.setting("FORCE_SET")
-        target, tol = _tolerance(check, "settled_force", set=setpoint)
-        t, f = step.trace.t, step.trace["FORC"]
-        t_in = analysis.settle_instant(t, f, target=target, tolerance=tol)
-        check.trace(
-            f"{setpoint:g}N",
-            step.trace,
-            channel="FORC",
-            marks={"within limit": t_in, "window start": t_in + 2.0},
-            lines={"set": setpoint},
-        )
-        check.measure_from(
+        check.measure_settled(
             "settled_force",
-            analysis.settled_value,
-            t,
-            f,
-            target=target,
-            tolerance=tol,
-            bindings={"set": setpoint},
+            step.trace,
+            "FORC",
+            label=f"{setpoint:g}N",
+            lines={"set": setpoint},
+            set=setpoint,
         )
 
 
@@ -135,7 +118,7 @@ def test_intermittent(requirement, check, table, force_meter):
         return
     for a, b in judged_holds[:cycles]:
         check.measure("hold_width", b - a)
-    target, tol = _tolerance(check, "rest_force")
+    target, tol = check.band("rest_force")
     for a, b in rests[:cycles]:
         check.measure("rest_width", b - a)
         window = (t >= a) & (t <= b)
