@@ -14,9 +14,13 @@ from .errors import ConfigError, RigError
 
 
 def _suites_dir() -> Path:
-    import suites
-
-    return Path(suites.__file__).resolve().parent
+    """The suites: inside the installed package (a wheel maps them to rig/suites), or the
+    checkout's top-level folder (an editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "suites", here.parent / "suites"):
+        if (candidate / "safety").is_dir():
+            return candidate
+    raise ConfigError(f"the certification suites are missing (looked in {here} and its parent)")
 
 
 class Progress:
