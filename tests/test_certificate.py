@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rig import __version__
-from rig.certificate import BANNER, build_certificate, write_certificate
 from rig.check import worst
+from rig.outputs.certificate import BANNER, build_certificate, write_certificate
 from rig.plots import plot_trace
 from rig.profiles import load_profile
 from rig.record import RunRecord, evaluate
