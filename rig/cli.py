@@ -198,7 +198,7 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
         console.print(f"[bold red]TABLE NOT CONFIRMED SAFE: {rig.unsafe}[/bold red]")
     console.print(f"overall: [bold {colour}]{overall}[/bold {colour}]   record: {record.path}")
     try:
-        from .certificate import write_certificate
+        from .outputs.certificate import write_certificate
 
         html, pdf = write_certificate(record.directory, profile=profile)
         console.print(f"certificate: {pdf} (and {html.name})")
@@ -209,7 +209,7 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
 
 def cmd_certificate(args: argparse.Namespace) -> int:
     """Write (again) the HTML and PDF certificate of a run, e.g. after a reviewer signed."""
-    from .certificate import build_certificate, write_certificate
+    from .outputs.certificate import build_certificate, write_certificate
 
     html, pdf = write_certificate(Path(args.run))
     print(f"{pdf}\n{html}\nverdict: {build_certificate(Path(args.run)).verdict}")

@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rig import __version__
-from rig.certificate import BANNER, build_certificate, write_certificate
 from rig.check import worst
+from rig.errors import ConfigError
+from rig.outputs.certificate import BANNER, build_certificate, write_certificate
 from rig.plots import plot_trace
 from rig.profiles import load_profile
 from rig.record import RunRecord, evaluate
@@ -384,3 +385,44 @@ def test_signature_lines_missing_fields_are_shown_and_flagged(tmp_path, pngs):
     _, pdf = write_certificate(tmp_path)
     text = " ".join(_pdf_pages(pdf))
     assert "J. Smith" in text and "DOES NOT VERIFY" in text
+
+
+def test_long_tables_repeat_their_header_row_on_every_page(passing):
+    pages = _pdf_pages(passing[3])
+    for start, stop, header in (
+        (
+            "3. Requirements",
+            "4. Traceability",
+            "Requirement Quantity and limit Measured (worst) Limit applied Verdict",
+        ),
+        ("4. Traceability", "5. Plots", "Requirement Standard clause Measurement(s) Verdict"),
+    ):
+        first = next(n for n, p in enumerate(pages) if start in p)
+        last = next(n for n, p in enumerate(pages) if stop in p)
+        assert last > first, f"{start} fits one page: nothing to check"
+        for page in pages[first : last + 1]:
+            part = page[page.index(start) :] if start in page else page
+            part = part[: part.index(stop)] if stop in part else part
+            if any(f"{r.id} " in part for r in PROFILE.requirements):
+                # the page holds rows of the table: they are under its header row
+                assert header in part, (start, page[:80])
+
+
+def test_no_record_or_no_header_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"no record\.jsonl"):
+        build_certificate(tmp_path)
+    (tmp_path / "record.jsonl").write_text('{"kind":"event","event":"hello"}\n')
+    with pytest.raises(ConfigError, match="no header line"):
+        write_certificate(tmp_path / "record.jsonl")
+    assert not list(tmp_path.glob("certificate.*"))
+
+
+def test_write_certificate_takes_the_record_path_too(passing, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(passing[0], run)
+    for old in run.glob("certificate.*"):
+        old.unlink()
+    html_path, pdf_path = write_certificate(run / "record.jsonl")
+    assert (html_path, pdf_path) == (run / "certificate.html", run / "certificate.pdf")
+    assert pdf_path.read_bytes().startswith(b"%PDF")
+    assert not list(run.glob("*.tmp"))

@@ -1,0 +1,2 @@
+"""Outputs: sinks that each take one ended run (certificate, results database, statistics,
+reports)."""
