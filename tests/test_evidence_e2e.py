@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from rig.verify import INCOMPLETE, verify_run
+from rig.evidence.verify import INCOMPLETE, verify_run
 
 
 def _measurements(record):
