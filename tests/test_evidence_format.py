@@ -59,6 +59,9 @@ def test_canonical_json():
     assert canonical_value("é") == b'"\\u00e9"'
     assert canonical_value("é", ascii_only=False) == '"é"'.encode()
     assert canonical_text({"set": 300.0}) == '{"set":300.0}'
+    # the profile digests' form: non-finite floats are refused, not written as strings
+    with pytest.raises(ValueError):
+        canonical_value({"x": math.inf}, allow_nan=False)
 
 
 def test_run_paths_and_resolve_run(tmp_path):

@@ -124,13 +124,19 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def canonical_value(value: Any, *, ascii_only: bool = True) -> bytes:
+def canonical_value(value: Any, *, ascii_only: bool = True, allow_nan: bool = True) -> bytes:
     """Canonical JSON of any value: sorted keys, compact, non-finite floats as strings.
 
-    `ascii_only=False` writes non-ASCII characters as UTF-8 rather than \\u escapes (the
-    profile digests were defined that way; record lines are always ASCII)."""
+    The profile digests were defined otherwise, and keep their bytes with `ascii_only=False`
+    (non-ASCII characters as UTF-8 rather than \\u escapes) and `allow_nan=False` (a
+    non-finite float raises ValueError rather than being written as a string). Record lines
+    always use the defaults."""
     return json.dumps(
-        jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only
+        jsonable(value) if allow_nan else value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=ascii_only,
+        allow_nan=allow_nan,
     ).encode()
 
 

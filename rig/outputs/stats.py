@@ -277,7 +277,7 @@ def control_chart(
                 marker="o",
                 ms=6,
                 color="#c00000",
-                label="FAIL",
+                label=Outcome.FAIL,
             )
         if cap.mean is not None:
             ax.axhline(cap.mean, color="#2e7d32", lw=1.0, label=f"mean {_fmt(cap.mean)}")
