@@ -151,6 +151,8 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     from rich.table import Table
 
     from .check import worst
+    from .evidence.format import Outcome
+    from .evidence.reader import read_run
 
     rig = progress.rig
     record = rig.record if rig is not None else None
@@ -162,12 +164,13 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     table = Table(title=f"{profile.model.name} certification", show_lines=False)
     for col in ("requirement", "quantity", "measured (worst)", "limit", "verdict"):
         table.add_column(col)
+    run = read_run(record.directory)  # the record as written, the one reader
     by_req: dict[str, list[Any]] = {}
-    for m in record.measurements:
+    for m in run.measurements:
         by_req.setdefault(m.requirement, []).append(m)
     for req in profile.requirements:
-        verdict = record.requirement_verdicts.get(req.id, "NOT RUN")
-        colour = {"PASS": "green", "FAIL": "red"}.get(verdict, "yellow")
+        verdict = run.verdicts.get(req.id, Outcome.NOT_RUN)
+        colour = {Outcome.PASS: "green", Outcome.FAIL: "red"}.get(verdict, "yellow")
         rows = list(worst(by_req.get(req.id, [])).values())
         if not rows:
             table.add_row(req.id, req.quantity, "-", req.limit, f"[{colour}]{verdict}[/{colour}]")
@@ -179,16 +182,12 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
                 m.limit_text(),
                 f"[{colour}]{verdict}[/{colour}]"
                 if i == 0
-                else ("" if m.verdict == "PASS" else "[red]FAIL[/red]"),
+                else ("" if m.verdict == Outcome.PASS else "[red]FAIL[/red]"),
             )
     console.print(table)
-    lines = [ln for ln in record.path.read_text().splitlines() if '"kind":"end"' in ln]
-    import json
-
-    end = json.loads(lines[-1]) if lines else {"verdict": "INCOMPLETE"}
-    overall = end["verdict"]
-    colour = "green" if overall == "PASS" else "red"
-    header = record.header or {}
+    overall = run.verdict
+    colour = "green" if overall == Outcome.PASS else "red"
+    header = run.header or {}
     if header.get("not_valid_for_release"):
         reason = header.get("calibration_override", {}).get("reason", "")
         console.print(
@@ -204,7 +203,7 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
         console.print(f"certificate: {pdf} (and {html.name})")
     except RigError as e:  # the record is the evidence; a certificate can be made again later
         console.print(f"[yellow]certificate not written:[/yellow] {e} (run `rig certificate`)")
-    return 0 if overall == "PASS" and code == 0 else 1
+    return 0 if overall == Outcome.PASS and code == 0 else 1
 
 
 def cmd_certificate(args: argparse.Namespace) -> int:
@@ -276,8 +275,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts."""
-    from .results import ResultsDB
-    from .stats import stats_command
+    from .outputs.results import ResultsDB
+    from .outputs.stats import stats_command
 
     db = Path(args.db or Path(args.reports) / "results.sqlite")
     if args.ingest:
@@ -343,14 +342,14 @@ def cmd_defects(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a run's hash chain, trace files and signatures; tell altered from incomplete."""
-    from .verify import cmd_verify as verify
+    from .evidence.verify import cmd_verify as verify
 
     return verify(args)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """A person signs a run with a stated meaning (reviewed, approved)."""
-    from .signing import cmd_sign as sign
+    from .evidence.signing import cmd_sign as sign
 
     return sign(args)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import pytest
 
 from . import __version__
 from .errors import ConfigError, RigError, SafeStateError
-from .record import ERROR, FAIL, PASS, RunRecord
+from .evidence.format import Outcome, overall_verdict, slug
+from .evidence.writer import RunRecord
 from .station import ROLE_MODELS, Station, load_station
 
 RIG_KEY = pytest.StashKey["RigSession"]()
@@ -285,14 +285,11 @@ class RigSession:
             serial = _opt(self.config, "rig_serial") or "UNKNOWN"
             stamp = time.strftime("%Y%m%dT%H%M%S")
             base = Path(_opt(self.config, "rig_reports") or "reports")
-            directory = base / f"{self.model()}-{_slug(str(serial))}-{stamp}-{os.getpid()}"
+            name = slug(str(serial), strip=False)
+            directory = base / f"{self.model()}-{name}-{stamp}-{os.getpid()}"
             self.record = RunRecord(directory)
             self.record.start(record_header(self))
         return self.record
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def _seed(config: pytest.Config) -> int:
@@ -350,7 +347,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     """After the body ran, fail the test if any of its measurements failed its limit."""
     result = yield
     chk = item.stash.get(CHECK_KEY, None)
-    if chk is not None and chk.verdict() != PASS:
+    if chk is not None and chk.verdict() != Outcome.PASS:
         raise AssertionError(chk.failure_text())
     return result
 
@@ -375,10 +372,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 and excinfo is not None
                 and not excinfo.errisinstance(AssertionError)
             ):
-                verdict = ERROR if verdict == PASS or phase != "call" else verdict
+                verdict = Outcome.ERROR if verdict == Outcome.PASS or phase != "call" else verdict
                 note = f"{phase}: {excinfo.typename}: {excinfo.value}"
                 if phase != "call":
-                    verdict = ERROR
+                    verdict = Outcome.ERROR
         if rs.record is not None:
             rs.record.conclude_requirement(chk.requirement.id, verdict, note, test=item.nodeid)
     return report
@@ -457,12 +454,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         got = rs.record.requirement_verdicts
         missing = [r for r in wanted if r not in got]
         complete = not rs.interrupted and exitstatus != pytest.ExitCode.INTERRUPTED
-        if not complete:
-            overall = "INCOMPLETE"
-        elif missing or any(v != PASS for v in got.values()) or rs.unsafe:
-            overall = FAIL
-        else:
-            overall = PASS
+        overall = overall_verdict(got, required=wanted, complete=complete, unsafe=rs.unsafe)
         if profile is not None:
             rs.record.traceability(list(profile.requirements))
         rs.record.end(
@@ -477,7 +469,7 @@ def _station_signature(session: pytest.Session, rs: RigSession) -> None:
     if rs.record is None:
         return
     try:
-        from .signing import sign_run, station_key
+        from .evidence.signing import sign_run, station_key
 
         name = rs.station.id if rs.station is not None else "station"
         sign_run(rs.record, station_key(), name=name, meaning="recorded", role="station")
@@ -490,7 +482,7 @@ def _results_database(session: pytest.Session, rs: RigSession) -> None:
     if rs.record is None:
         return
     try:
-        from .results import ingest_run
+        from .outputs.results import ingest_run
 
         base = Path(_opt(session.config, "rig_reports") or "reports")
         ingest_run(base / "results.sqlite", rs.record.directory)

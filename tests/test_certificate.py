@@ -16,11 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rig import __version__
 from rig.check import worst
 from rig.errors import ConfigError
+from rig.evidence.measurement import evaluate
+from rig.evidence.signature import fingerprint
+from rig.evidence.signing import public_key_hex, sign_run
+from rig.evidence.writer import RunRecord
 from rig.outputs.certificate import BANNER, build_certificate, write_certificate
 from rig.plots import plot_trace
 from rig.profiles import load_profile
-from rig.record import RunRecord, evaluate
-from rig.signing import fingerprint, public_key_hex, sign_run
 from rig.trace import Trace
 
 PROFILE = load_profile("TT-890")
@@ -374,7 +376,7 @@ def test_pdf_pages_stay_within_their_margins(passing, tmp_path):
 
 def test_signature_lines_missing_fields_are_shown_and_flagged(tmp_path, pngs):
     rec = make_run(tmp_path, pngs, sign=False)
-    # a line not written by rig.signing: shown as recorded, never as a valid signature
+    # a line not written by rig.evidence.signing: shown as recorded, never as a valid signature
     rec._append("signature", {"name": "J. Smith", "meaning": "approved", "public_key": "ab" * 32})
     cert = build_certificate(tmp_path)
     (sig,) = cert.signatures
@@ -409,7 +411,7 @@ def test_long_tables_repeat_their_header_row_on_every_page(passing):
 
 
 def test_no_record_or_no_header_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"no record\.jsonl"):
+    with pytest.raises(ConfigError, match=r"record\.jsonl not found"):
         build_certificate(tmp_path)
     (tmp_path / "record.jsonl").write_text('{"kind":"event","event":"hello"}\n')
     with pytest.raises(ConfigError, match="no header line"):

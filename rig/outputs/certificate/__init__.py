@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...evidence.format import resolve_run
 from ...profiles import Profile
-from .data import BANNER, Certificate, build_certificate, run_directory
+from .data import BANNER, Certificate, build_certificate
 from .html import render_html
 from .pdf import render_pdf
 
@@ -29,7 +30,7 @@ def write_certificate(run_dir: Path, *, profile: Profile | None = None) -> tuple
 
     `run_dir` may also be the run's record.jsonl. Raises ConfigError when there is no record.
     """
-    run_dir = run_directory(run_dir)
+    run_dir, _ = resolve_run(run_dir)
     cert = build_certificate(run_dir, profile=profile)
     html_path = run_dir / HTML_NAME
     pdf_path = run_dir / PDF_NAME

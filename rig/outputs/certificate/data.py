@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,14 @@ from typing import Any
 from ... import __version__
 from ...check import worst
 from ...errors import ConfigError, RigError
+from ...evidence.format import Kind, Outcome, severity
+from ...evidence.measurement import Measurement
+from ...evidence.reader import read_run
+from ...evidence.verify import MEANING_OF, TAMPERED, VerifyReport, verify_view
 from ...profiles import Profile, load_profile
-from ...record import FAIL, PASS, Measurement
-from ...verify import MEANING_OF, TAMPERED, VerifyReport, verify_run
 
-INCOMPLETE = "INCOMPLETE"
-INVALID = "INVALID"
-NOT_RUN = "NOT RUN"
-NOT_CONCLUDED = "NOT CONCLUDED"
+PASS, FAIL, INCOMPLETE, INVALID = Outcome.PASS, Outcome.FAIL, Outcome.INCOMPLETE, Outcome.INVALID
+NOT_RUN, NOT_CONCLUDED = Outcome.NOT_RUN, Outcome.NOT_CONCLUDED
 BANNER = "NOT VALID FOR PRODUCT RELEASE"
 SIGNATURE_NOTE = (
     "Each signature is checked here as `rig verify` checks it (its key, this record, its place "
@@ -32,9 +31,6 @@ SIGNATURE_NOTE = (
 # calibration override is the one the rig writes; the others are accepted so that a later
 # writer need not touch the certificate to block release.
 RELEASE_BLOCKERS = ("calibration_override", "not_valid_for_release", "release_blocked")
-
-# Order of badness when one requirement was concluded more than once.
-_RANK = {PASS: 0, NOT_RUN: 1, NOT_CONCLUDED: 2, FAIL: 3, "ERROR": 4}
 
 
 # --------------------------------------------------------------------------- the data
@@ -131,15 +127,9 @@ def verdict_colour(verdict: str) -> str:
     """The colour a verdict is shown in (both renderers)."""
     if verdict == PASS:
         return "#1b7a35"
-    if _rank(verdict) >= _rank(FAIL) or verdict == INVALID:
+    if severity(verdict) >= severity(FAIL) or verdict == INVALID:
         return "#b3001b"
     return "#a35a00"
-
-
-def run_directory(path: Path) -> Path:
-    """The run directory of a run directory or of its record.jsonl."""
-    path = Path(path)
-    return path.parent if path.is_file() and path.name == "record.jsonl" else path
 
 
 # --------------------------------------------------------------------------- the record
@@ -161,70 +151,28 @@ class _Run:
     check: VerifyReport  # what `rig verify` says of the record and its trace files
 
 
-def _read_run(directory: Path) -> _Run:
-    """Read a run's record: the one place this package reads it.
+def _read_run(run: Path) -> _Run:
+    """Read a run's record through the one reader: the one place this package reads it.
 
     Raises ConfigError when there is no record, or no header (no model or serial to certify).
+    A torn last line is left out; what came before it is still evidence (the check reports it).
     """
-    path = directory / "record.jsonl"
-    if not path.is_file():
-        raise ConfigError(f"{directory}: no record.jsonl (not a run directory)")
-    raw = path.read_bytes()
-    lines: list[dict[str, Any]] = []
-    for x in raw.splitlines():
-        try:
-            line = json.loads(x)
-        except json.JSONDecodeError:
-            # a crash can tear the last line; what came before it is still evidence (and the
-            # chain check reports the tear)
-            break
-        if isinstance(line, dict):
-            lines.append(line)
-    header = next((x for x in lines if x.get("kind") == "header"), None)
-    if header is None:
-        raise ConfigError(f"{path}: no header line, so no model or serial to certify")
-    # signatures are appended after the end line, so the end is not necessarily the last line
-    end = next((x for x in reversed(lines) if x.get("kind") == "end"), None)
-
-    def kind(k: str) -> list[dict[str, Any]]:
-        return [x for x in lines if x.get("kind") == k]
-
+    view = read_run(run)
+    if view.header is None:
+        raise ConfigError(f"{view.path}: no header line, so no model or serial to certify")
     return _Run(
-        directory=directory,
-        header=header,
-        end=end,
-        measurements=[_measurement(x) for x in kind("measurement")],
-        conclusions=kind("requirement"),
-        events=kind("event"),
-        signatures=kind("signature"),
-        lines=len(lines),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        directory=view.directory,
+        header=view.header,
+        end=view.end,
+        measurements=view.measurements,
+        conclusions=view.of_kind(Kind.REQUIREMENT),
+        events=view.events,
+        signatures=view.signatures,
+        lines=len(view.entries),
+        sha256=hashlib.sha256(view.data).hexdigest(),
         # the same check as `rig verify`: chain, field digests, order, trace files, signatures
-        check=verify_run(directory),
+        check=verify_view(view),
     )
-
-
-def _num(v: Any) -> float | None:
-    # the record writes non-finite floats as strings ("NaN", "inf", "-inf")
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _measurement(x: dict[str, Any]) -> Measurement:
-    names = {f.name for f in fields(Measurement)}
-    body = {k: v for k, v in x.items() if k in names}
-    for k in ("value", "low", "high", "equals"):
-        body[k] = _num(body.get(k))
-    body.setdefault("requirement", "")
-    body.setdefault("clause", "")
-    body.setdefault("name", "?")
-    body.setdefault("unit", "")
-    body.setdefault("verdict", FAIL)
-    return Measurement(**body)
 
 
 # --------------------------------------------------------------------------- the certificate
@@ -235,7 +183,7 @@ def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certi
 
     `run_dir` may also be the run's record.jsonl. Raises ConfigError when there is no record.
     """
-    run = _read_run(run_directory(run_dir))
+    run = _read_run(run_dir)
     header, end = run.header, run.end
     model = str(header.get("model", "UNKNOWN"))
     serial = str(header.get("serial", "UNKNOWN"))
@@ -478,7 +426,7 @@ def _entry(
     in_profile: bool = True,
 ) -> RequirementEntry:
     if concluded:
-        verdict = max((str(c.get("verdict", FAIL)) for c in concluded), key=_rank)
+        verdict = max((str(c.get("verdict", FAIL)) for c in concluded), key=severity)
     else:
         # measured but never concluded: the test was cut short, its verdict is not known
         verdict = NOT_CONCLUDED if ms else NOT_RUN
@@ -507,10 +455,6 @@ def _entry(
         plots=own,
         in_profile=in_profile,
     )
-
-
-def _rank(verdict: str) -> int:
-    return _RANK.get(verdict, _RANK[FAIL])
 
 
 def _row(m: Measurement, n: int) -> Row:
@@ -549,7 +493,7 @@ def _overall(
     if end.get("verdict") == PASS and not bad and not unsafe:
         return PASS, "Every requirement of the profile passed."
     parts = []
-    failed = [e.id for e in entries if e.in_profile and _rank(e.verdict) >= _rank(FAIL)]
+    failed = [e.id for e in entries if e.in_profile and severity(e.verdict) >= severity(FAIL)]
     not_run = [e.id for e in entries if e.in_profile and e.verdict in (NOT_RUN, NOT_CONCLUDED)]
     if failed:
         parts.append("failed: " + ", ".join(failed))
@@ -656,7 +600,7 @@ def _first(x: dict[str, Any], *keys: str) -> str:
 def _signature(x: dict[str, Any], report: VerifyReport) -> Signature:
     fingerprint = _first(x, "fingerprint", "key_fingerprint", "public_key_fingerprint", "key_id")
     if not fingerprint and x.get("public_key"):
-        # as rig.signing computes it: over the raw key (hex), else over the text as recorded
+        # as rig.evidence.signature computes it: over the raw key (hex), else the text as recorded
         pub = str(x["public_key"])
         try:
             raw = bytes.fromhex(pub)

@@ -36,10 +36,11 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from ...record import FAIL, PASS
 from .data import (
     BANNER,
+    FAIL,
     NOT_RUN,
+    PASS,
     SIGNATURE_NOTE,
     Certificate,
     Plot,
