@@ -43,13 +43,18 @@ _TIME_EPS = 1e-9
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """One measured channel: its name on the wire, unit, range and resolution (decimals)."""
+    """One measured channel: its name on the wire, unit, range and resolution (decimals).
+
+    `signal` is the world signal the channel reads on an emulated bench unless a device is wired
+    otherwise (`signal_map`).
+    """
 
     name: str
     unit: str
     low: float
     high: float
     decimals: int = 2
+    signal: str = ""
 
 
 @dataclass

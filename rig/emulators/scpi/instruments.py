@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..world import World
 from .device import Identity
@@ -12,7 +12,7 @@ from .devices import ActuatorDevice, ChannelSpec, MeasuringDevice
 
 @dataclass(frozen=True)
 class InstrumentSpec:
-    """One instrument model: identity defaults, measured channels and the world signals they read.
+    """One instrument model: identity defaults and measured channels (with the signals they read).
 
     A model without channels is an actuator box. Calling the spec builds one emulated device;
     `serial`, `firmware`, the calibration dates and the wiring (`signal_map`, channel -> world
@@ -23,7 +23,11 @@ class InstrumentSpec:
     serial: str
     firmware: str
     channels: tuple[ChannelSpec, ...] = ()
-    signal_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signal_map(self) -> dict[str, str]:
+        """The default wiring: channel name -> the world signal it reads."""
+        return {c.name: c.signal for c in self.channels}
 
     def __call__(
         self,
@@ -60,22 +64,22 @@ INSTRUMENTS: dict[str, InstrumentSpec] = {
             "LC-2000",
             serial="LC0142",
             firmware="1.4",
-            channels=(ChannelSpec("FORC", "N", -2000.0, 2000.0),),
-            signal_map={"FORC": "force"},
+            channels=(ChannelSpec("FORC", "N", -2000.0, 2000.0, signal="force"),),
         ),
         InstrumentSpec(
             "ENC-600",
             serial="ENC0311",
             firmware="1.2",
-            channels=(ChannelSpec("POS", "mm", 0.0, 650.0), ChannelSpec("LIFT", "mm", 0.0, 60.0)),
-            signal_map={"POS": "position", "LIFT": "lift"},
+            channels=(
+                ChannelSpec("POS", "mm", 0.0, 650.0, signal="position"),
+                ChannelSpec("LIFT", "mm", 0.0, 60.0, signal="lift"),
+            ),
         ),
         InstrumentSpec(
             "INC-360",
             serial="INC0205",
             firmware="1.1",
-            channels=(ChannelSpec("ANGL", "deg", -180.0, 180.0),),
-            signal_map={"ANGL": "angle"},
+            channels=(ChannelSpec("ANGL", "deg", -180.0, 180.0, signal="angle"),),
         ),
         InstrumentSpec("ACT-3", serial="ACT0007", firmware="2.0"),
     )
