@@ -25,15 +25,8 @@ from pymodbus.client import ModbusTcpClient
 
 from rig.emulators.clock import ManualClock
 from rig.emulators.modbus import PlcServer, serve_plc
-from rig.emulators.table import (
-    COMMAND,
-    HEARTBEAT,
-    SENSOR_OFFSET,
-    SERVICE_KEY,
-    WATCHDOG_MS,
-    PlcSilent,
-    TableBase,
-)
+from rig.emulators.registers import COMMAND, HEARTBEAT, SENSOR_OFFSET, SERVICE_KEY, WATCHDOG_MS
+from rig.emulators.table import PlcSilent, TableBase
 from rig.emulators.world import World
 
 START, STOP, RESET, ESTOP = 1, 2, 3, 4

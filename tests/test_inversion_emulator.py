@@ -48,14 +48,8 @@ from rig.emulators.inversion import (
     AngleTrack,
     InversionTable,
 )
-from rig.emulators.table import (
-    BOOT_S,
-    SENSOR_OFFSET,
-    SERVICE_KEY,
-    SESSION_S,
-    WATCHDOG_MS,
-    PlcSilent,
-)
+from rig.emulators.registers import SENSOR_OFFSET, SERVICE_KEY, SESSION_S, WATCHDOG_MS
+from rig.emulators.table import BOOT_S, PlcSilent
 from rig.emulators.world import World
 from rig.errors import ConfigError
 from rig.profiles import load_profile

@@ -38,6 +38,7 @@ from hypothesis.stateful import initialize, invariant, rule
 from rig import analysis
 from rig.emulators.clock import ManualClock
 from rig.emulators.defects import check_defects, defects_for
+from rig.emulators.registers import SENSOR_OFFSET, SERVICE_KEY, SESSION_S, WATCHDOG_MS
 from rig.emulators.roller import (
     INTENSITY,
     LIFT,
@@ -50,13 +51,7 @@ from rig.emulators.roller import (
     move_time,
     nominal_period,
 )
-from rig.emulators.table import (
-    SENSOR_OFFSET,
-    SERVICE_KEY,
-    SESSION_S,
-    WATCHDOG_MS,
-    PlcSilent,
-)
+from rig.emulators.table import PlcSilent
 from rig.emulators.world import World
 from rig.errors import ConfigError
 from rig.profiles import load_profile

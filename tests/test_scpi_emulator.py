@@ -703,3 +703,30 @@ def test_connection_refused_is_unreachable():
         port = s.getsockname()[1]  # bound, never listening: connections are refused
         with pytest.raises(InstrumentUnreachable, match="LC-2000"):
             LC2000(address(port), timeout_s=0.5).open()
+
+
+# -- the instrument table --------------------------------------------------------------------
+
+
+def test_instrument_table_covers_every_station_model():
+    from rig.station import ROLE_MODELS
+
+    assert set(emu.INSTRUMENTS) == {m for models in ROLE_MODELS.values() for m in models}
+    assert all(emu.INSTRUMENTS[spec.model] is spec for spec in emu.INSTRUMENTS.values())
+
+
+def test_spec_builds_the_device_kind_its_channels_say(world):
+    assert isinstance(emu.INSTRUMENTS["ENC-600"](world), emu.MeasuringDevice)
+    assert isinstance(emu.INSTRUMENTS["ACT-3"](world), emu.ActuatorDevice)
+    assert list(emu.enc600(world).channels) == ["POS", "LIFT"]
+
+
+def test_actuator_box_has_nothing_to_wire(world):
+    with pytest.raises(TypeError, match="ACT-3"):
+        emu.act3(world, signal_map={"FORC": "force"})
+
+
+def test_default_wiring_is_not_shared_between_devices(world):
+    first = emu.lc2000(world)
+    first.signal_map["FORC"] = "elsewhere"
+    assert emu.lc2000(world).signal_map == {"FORC": "force"}

@@ -32,18 +32,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from rig.emulators.defects import DEFECTS, check_defects, defects_for
-from rig.emulators.table import (
-    BOOT_S,
+from rig.emulators.registers import (
     COMMAND,
     HEARTBEAT,
     SENSOR_OFFSET,
     SERVICE_KEY,
     SESSION_S,
     WATCHDOG_MS,
-    PlcSilent,
-    first_excursion,
 )
-from rig.emulators.track import Track
+from rig.emulators.table import BOOT_S, PlcSilent
+from rig.emulators.track import Track, first_excursion
 from rig.emulators.traction import (
     FORCE,
     FORCE_SET,
@@ -406,6 +404,16 @@ def test_first_excursion_closed_form():
     assert first_excursion(tr, 2.0, 10.0, 0.05) == pytest.approx(2.05)
     assert first_excursion(tr, 2.02, 10.0, 0.05) == math.inf  # persistence counts from t_from
     assert first_excursion(tr, 0.0, 30.0, 0.05) == math.inf
+
+
+def test_track_pieces_from_clips_the_first_piece_and_skips_ended_ones():
+    tr = Track(0.0, 0.0)
+    tr.append(1.0, 0.0, 2.0, 4.0)  # from 1 s: v 2, a 4
+    tr.append(3.0, 5.0, 0.0, 0.0)
+    pieces = list(tr.pieces_from(2.0))
+    # state at 2 s on the accelerating piece: x = 2*1 + 4*1/2, v = 2 + 4*1
+    assert pieces == [(2.0, 3.0, 4.0, 6.0, 4.0), (3.0, math.inf, 5.0, 0.0, 0.0)]
+    assert [p[0] for p in tr.pieces_from(0.0)] == [0.0, 1.0, 3.0]
 
 
 # == power ====================================================================================

@@ -14,7 +14,7 @@ from ..station import InstrumentAddress, Station
 from .clock import DeviceClock
 from .defects import check_defects
 from .modbus import serve_plc
-from .scpi import act3, enc600, inc360, lc2000, serve_scpi
+from .scpi import INSTRUMENTS, serve_scpi
 from .table import TableBase
 from .traction import TractionTable
 from .world import World
@@ -27,7 +27,7 @@ class BenchKind:
     """How to build the emulated world of one table model."""
 
     table: Callable[..., TableBase]
-    instruments: dict[str, tuple[str, Callable[..., Any]]]  # role -> (model, factory)
+    instruments: dict[str, str]  # role -> instrument model (a key of scpi.INSTRUMENTS)
     serial: int
 
 
@@ -46,17 +46,17 @@ def _inversion(*args: Any, **kwargs: Any) -> TableBase:
 BENCHES: dict[str, BenchKind] = {
     "TT-890": BenchKind(
         table=TractionTable,
-        instruments={"force_meter": ("LC-2000", lc2000), "actuators": ("ACT-3", act3)},
+        instruments={"force_meter": "LC-2000", "actuators": "ACT-3"},
         serial=890001,
     ),
     "RT-600": BenchKind(
         table=_roller,
-        instruments={"position_meter": ("ENC-600", enc600), "actuators": ("ACT-3", act3)},
+        instruments={"position_meter": "ENC-600", "actuators": "ACT-3"},
         serial=600001,
     ),
     "IT-90": BenchKind(
         table=_inversion,
-        instruments={"inclinometer": ("INC-360", inc360), "actuators": ("ACT-3", act3)},
+        instruments={"inclinometer": "INC-360", "actuators": "ACT-3"},
         serial=90001,
     ),
 }
@@ -126,8 +126,8 @@ class EmulatedBench:
         plc_server = await serve_plc(self.table, HOST, 0)
         self._servers.append(plc_server)
         addresses: dict[str, InstrumentAddress] = {}
-        for role, (model, factory) in self.kind.instruments.items():
-            device = factory(self.world, **self.instrument_kwargs.get(role, {}))
+        for role, model in self.kind.instruments.items():
+            device = INSTRUMENTS[model](self.world, **self.instrument_kwargs.get(role, {}))
             self.instruments[role] = device
             server = await serve_scpi(device, HOST, 0)
             self._servers.append(server)

@@ -14,7 +14,7 @@ RATE; the emergency brake decelerates at BRAKE_DEG_S2 = 120 deg/s2 (ICD: no less
 from the top speed 6 deg/s it stops in 50 ms and 0.15 deg; mains power loss applies the same
 brake. The PLC's ANGLE reading has 0.02 deg of Gaussian noise, quantised to 0.1 deg.
 
-Readings of the ICD for the IT-90 (the common ones are in table.py's docstring):
+Readings of the ICD for the IT-90 (the common ones: docs/icd-readings.md, section 1):
 
 I1. Targets are control-channel angles: START rotates to ANGLE_SET, and every return (automatic,
     controlled stop, patient stop, watchdog) rotates to 0 deg, both on the control channel; with
@@ -28,7 +28,7 @@ I3. CYCLES counts a return to 0 when it completes in RUNNING (the automatic retu
 I4. Brake (STATUS bit 4): a spring-applied holding brake, released only while the drive
     positions the table. It is engaged whenever the motor is disabled (IDLE at rest, ESTOP,
     FAULT after a stop, after a power-on) and from the first instant of an emergency stop (the
-    motor bit, reading 10, stays set until the brake has brought the table to rest).
+    motor bit, M8 in docs/icd-readings.md, stays set until the brake has brought the table to rest).
 I5. Emergency stop (ESTOP, e-stop circuit, monitor trip) and power loss: the drive lets go and
     the brake decelerates the rotation at once (no reaction latency) and then holds the angle.
     RESET leaves the table where it stands; a brake still under way finishes.
@@ -66,7 +66,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .table import Fault, HoldingRegister, State, StopKind, TableBase, s16_x10
+from .registers import Fault, HoldingRegister, State, s16_x10
+from .table import StopKind, TableBase
 from .track import Track
 
 # Holding registers
@@ -128,16 +129,7 @@ class AngleTrack(Track):
 
     def first_moving_above(self, t_from: float, level: float) -> float:
         """Earliest t >= t_from with x > level and dx/dt > 0; inf if the plan never does it."""
-        n = len(self._t)
-        for k in range(self._index(t_from), n):
-            t0 = max(self._t[k], t_from)
-            t1 = self._t[k + 1] if k + 1 < n else math.inf
-            if t1 <= t0:
-                continue
-            dt0 = t0 - self._t[k]
-            a = self._a[k]
-            x0 = self._x[k] + self._v[k] * dt0 + 0.5 * a * dt0 * dt0
-            v0 = self._v[k] + a * dt0
+        for t0, t1, x0, v0, a in self.pieces_from(t_from):
             # x - level and v change sign only at these instants, so the condition is constant
             # between consecutive ones: a probe inside each interval decides it (a probe at the
             # instant itself would miss a table leaving the level from rest, x - level ~ s^2).

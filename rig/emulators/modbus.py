@@ -44,7 +44,8 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
-from .table import ILLEGAL_VALUE, UNIT_ID, PlcSilent, TableBase
+from .registers import ILLEGAL_VALUE, UNIT_ID
+from .table import PlcSilent, TableBase
 
 SUPPORTED_FUNCTIONS = (3, 4, 6, 16)
 _MBAP = struct.Struct(">HHHB")

@@ -17,7 +17,7 @@ lowering after an emergency stop and after a power loss); the carriage brake dec
 2000 mm/s2 (ICD: no less than 1000 mm/s2), at most 0.9 mm and 30 ms from 60 mm/s. A new table
 stands parked at 50 mm (the default TRAVEL_START) with the lift down.
 
-Readings of the ICD for the RT-600 (the common ones are in table.py's docstring):
+Readings of the ICD for the RT-600 (the common ones: docs/icd-readings.md, section 1):
 
 R1. SENSOR_OFFSET shifts the carriage position's control channel only (the kind's primary
     quantity, the one RT-SAF-04 drives past its limit); the LIFT reading has no offset. POSITION
@@ -70,8 +70,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .table import Fault, HoldingRegister, State, TableBase, first_excursion, s16_x10
-from .track import Track
+from .registers import Fault, HoldingRegister, State, s16_x10
+from .table import TableBase
+from .track import Track, first_excursion
 
 # Holding registers
 SPEED = 200

@@ -1,175 +1,48 @@
-"""Kind-agnostic table PLC model: the ICD's common registers, state machine, interlocks and power.
+"""Kind-agnostic table PLC model: the ICD's common state machine, interlocks, watchdog and power.
 
-`TableBase` implements everything plc-modbus.md says of every kind; a kind subclass (traction now,
-roller and inversion later) declares its register rows and implements the physics through a
-small set of hooks (see "Kind hooks" below). The model is event driven and lazy: `advance_to(t)`
-processes, in time order and at its exact device instant, every event due up to `t` (kind phase
-timers, session end, watchdog deadline, closed-form monitor trips, boot end, stop motion
-finished); there is no fixed-step loop, so the CPU cost per device second does not depend on the
-time scale.
-
-Register access (`read` / `write`) is what the Modbus server and socket-free tests call: each call
-takes `world.lock`, brings the world to the present device instant and acts there. A result that
-is an int is a Modbus exception code; a PLC without mains power, or still booting, raises
-`PlcSilent` (the server then sends nothing at all).
-
-Kind hooks (override in a subclass; the base calls them with the device time of the event):
-
-- class attributes `KIND`, `MODEL`, `KIND_HOLDING` (register rows with range and default),
-  `KIND_INPUTS` (address -> name);
-- `_init_kind(t0)`: the kind's physics at construction; `_signals()`: the world signals it
-  registers (name -> sampler);
-- `_kind_rules_ok(image, written)`: cross-register rules of the proposed holding image (03);
-- `_kind_input(addr, t)`: the raw u16 of a kind input register;
-- `_start_motion(t)`, `_controlled_stop(t)`, `_emergency_stop(t)`, `_patient_stop(t)`,
-  `_power_loss_motion(t)`: plan the motion; a stop motion ends by calling
-  `_motion_finished(t)` (typically through `_schedule("motion", t_end, ...)`); a program that
-  ends by itself while RUNNING (an inversion's automatic return) calls `_program_finished(t)`;
-- `_monitor_next(t_from)` -> (trip time, FAULT code) computed in closed form, and
-  `_monitor_settled(t)` (no excursion under way at t, so the search may restart there);
-- `_at_setpoint(t)`, `_brake_engaged(t)`, `_on_boot(t)`, `_prune_history(before)`.
-
-Kinds own the timer names "phase" and "motion"; the base owns "boot", "session" and
-"estop_circuit".
-
-Readings of the ICD (where plc-modbus.md leaves room, this is what the emulator does):
-
-1. A table built on a powered world has already booted (UPTIME_MS reads 2000 at construction);
-   `cold_start=True` makes construction the mains power-on instead. Boot takes 2.0 s device
-   time, during which the PLC does not answer; restore therefore answers well within 5 s.
-2. The first power-on of a new table ends IDLE with FAULT 0 even with the e-stop circuit open
-   (an open circuit at power-on is not an "opening" event; the interlock still refuses START).
-   Every later power-on ends FAULT 8, with the e-stop circuit open or not; FAULT_UPTIME_MS is the
-   UPTIME_MS of the boot end.
-3. Relay changes while the PLC is unpowered or booting are not events (nothing can be latched by
-   a dead PLC and nothing moves); once it answers, STATUS bits 0/1 show the contacts as they are.
-4. Holding registers keep their values across a power cycle, SERVICE_KEY included (it reads back
-   the last value written even though service mode itself is lost); SENSOR_OFFSET is cleared.
-   SESSION_ELAPSED and CYCLES are input registers, not retained: they read 0 after a power-on.
-5. The watchdog counts from the later of the last HEARTBEAT change and the START; writing the
-   value HEARTBEAT already has is not a change.
-6. "Settings" (06 while RUNNING/STOPPING) are WATCHDOG_MS, SESSION_S and every kind holding
-   register. COMMAND and HEARTBEAT are always writable; SERVICE_KEY and SENSOR_OFFSET follow
-   their own rows. COMMAND 0 is accepted and does nothing; only START is ever refused (06).
-7. A write is judged as a whole: 02 if any address is unlisted; else 06 if any register's state
-   rule is broken (state taken before the write); else 03 if any value is out of range or the
-   register image the write would leave breaks a row rule (so HARNESS and FORCE_SET written
-   together are checked together, and SERVICE_KEY 0xA5A5 with SENSOR_OFFSET in one write enters
-   service mode and sets the offset). Accepted values are stored in address order and COMMAND is
-   acted on last, so a START in the same write runs with the new settings.
-8. ESTOP while already in ESTOP changes nothing (FAULT_UPTIME_MS keeps the first instant). ESTOP,
-   and a protective trip during a FAULT-state stop motion, replace the latched cause (the rows
-   name FAULT 1 / 3 / 4 / 5 as their effect); a patient stop or watchdog in FAULT does not apply
-   (those rows are for RUNNING only).
-9. "Cause still present" for RESET means the e-stop circuit open or the patient switch pressed,
-   whatever the latched FAULT.
-10. The motor is enabled (STATUS bit 3) from START until the stop motion has finished; a RESET
-    during a stop motion lets it finish (then the motor is disabled) in IDLE.
-11. SESSION_ELAPSED counts whole seconds (floored) and freezes at the instant RUNNING ends.
-12. The protective monitor is active in RUNNING, STOPPING, and in FAULT while a controlled or
-    patient stop motion is under way; not during an emergency stop or after a RESET to IDLE.
-13. Modbus framing: a request of function 03/04/06/16 that is malformed (quantity outside
-    1-125 / 1-123, byte count not matching) answers 03 as the Modbus application protocol says;
-    a FC06 reply echoes the request (also for COMMAND, which reads 0 afterwards).
-14. A rebooted PLC has forgotten every TCP connection opened before: the server resets such a
-    connection (RST) on its first request once the PLC answers again; while the PLC is silent
-    the server still accepts connections but never answers on them.
-15. The hardwired e-stop circuit, when acted on late (defect estop-slow), is acted on even if it
-    closes again within the delay; STATUS bit 0 always shows the contact at once.
-
-TT-890 (traction.py) readings:
-
-16. Every release (controlled, emergency, patient, power loss) goes to 0 N of true tension, not
-    to 0 N of the offset control channel: a release lets the cord go slack.
-17. Emergency and patient stops: the drive stops at once and the release starts after a 10 ms
-    reaction latency (the tension holds meanwhile, it never rises after the event).
-18. PHASE is RELEASE (5) during any release, IDLE (0) once it has finished, and IDLE in ESTOP and
-    FAULT afterwards. STATUS bit 2 (at setpoint) is PHASE HOLD or REST, so RUNNING only.
-19. START ramps from the present tension: if it is above the new level (a release still under
-    way after RESET), the ramp goes down at RAMP_RATE, PHASE still RAMP_UP.
-20. The overforce limit uses FORCE_SET as set; levels that the controller aims at (hold, rest)
-    are control-channel levels, so the true force is level - SENSOR_OFFSET / 10, never below 0.
-21. Defect overshoot: PHASE turns HOLD when the overshoot has settled back to the level.
-    Defect restart-after-reset: the RESET starts a new session, like START.
+Where plc-modbus.md leaves room, what this model does is written in docs/icd-readings.md, section 1.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
 import numpy as np
 
 from .defects import check_defects
-from .track import Track
+from .registers import (
+    COMMAND,
+    COMMON_HOLDING,
+    COMMON_INPUTS,
+    DEVICE_BUSY,
+    HEARTBEAT,
+    ICD_VERSION,
+    ILLEGAL_ADDRESS,
+    ILLEGAL_FUNCTION,
+    ILLEGAL_VALUE,
+    MAX_READ_COUNT,
+    MAX_WRITE_COUNT,
+    READ_FUNCTIONS,
+    SENSOR_OFFSET,
+    SERVICE_KEY,
+    SERVICE_KEY_ENTER,
+    SESSION_S,
+    WATCHDOG_MS,
+    WRITE_FUNCTIONS,
+    Command,
+    Fault,
+    HoldingRegister,
+    State,
+    Status,
+)
 from .world import World
 
-ICD_VERSION = 100
-UNIT_ID = 1
 BOOT_S = 2.0  # device seconds from mains power-on until the PLC answers
 HISTORY_S = 660.0  # device seconds of motion history kept for instruments sampling the past
-SERVICE_KEY_ENTER = 0xA5A5
-
-# Modbus exception codes
-ILLEGAL_FUNCTION = 1
-ILLEGAL_ADDRESS = 2
-ILLEGAL_VALUE = 3
-DEVICE_BUSY = 6
-
-READ_FUNCTIONS = (3, 4)
-WRITE_FUNCTIONS = (6, 16)
-MAX_READ_COUNT = 125
-MAX_WRITE_COUNT = 123
-
 _MAX_EVENTS_PER_ADVANCE = 1_000_000
-
-
-class State(IntEnum):
-    """STATE input register."""
-
-    IDLE = 0
-    RUNNING = 1
-    STOPPING = 2
-    ESTOP = 3
-    FAULT = 4
-
-
-class Fault(IntEnum):
-    """FAULT input register (latched cause)."""
-
-    NONE = 0
-    ESTOP = 1
-    PATIENT_STOP = 2
-    OVERFORCE = 3
-    OVERTRAVEL = 4
-    OVERSPEED = 5
-    COMM_LOSS = 6
-    RESERVED = 7
-    POWER_RESTORED = 8
-
-
-class Command(IntEnum):
-    """Values of the COMMAND holding register."""
-
-    NONE = 0
-    START = 1
-    STOP = 2
-    RESET = 3
-    ESTOP = 4
-
-
-class Status(IntEnum):
-    """Bits of the STATUS input register."""
-
-    ESTOP_OPEN = 1 << 0
-    PATIENT_PRESSED = 1 << 1
-    AT_SETPOINT = 1 << 2
-    MOTOR_ENABLED = 1 << 3
-    BRAKE_ENGAGED = 1 << 4
-    SERVICE_MODE = 1 << 5
 
 
 class StopKind(IntEnum):
@@ -185,91 +58,6 @@ class PlcSilent(Exception):
     """The PLC does not answer at all: no mains power, or still booting."""
 
 
-@dataclass(frozen=True)
-class HoldingRegister:
-    """One holding register row of the ICD (range in raw register units, e.g. x10)."""
-
-    addr: int
-    name: str
-    lo: int
-    hi: int
-    default: int
-    signed: bool = False
-    setting: bool = True  # refused with 06 while RUNNING or STOPPING
-
-    def decode(self, raw: int) -> int:
-        """Engineering integer of a raw u16 (two's complement for s16)."""
-        return raw - 0x10000 if self.signed and raw >= 0x8000 else raw
-
-    def encode(self, value: int) -> int:
-        """Raw u16 of an engineering integer."""
-        return value & 0xFFFF
-
-    def accepts(self, raw: int) -> bool:
-        """True if a raw value is inside the row's range."""
-        return self.lo <= self.decode(raw) <= self.hi
-
-
-# Common holding registers (every kind)
-COMMAND = 0
-HEARTBEAT = 1
-WATCHDOG_MS = 2
-SESSION_S = 3
-SERVICE_KEY = 900
-SENSOR_OFFSET = 901
-
-COMMON_HOLDING: tuple[HoldingRegister, ...] = (
-    HoldingRegister(COMMAND, "COMMAND", 0, 4, 0, setting=False),
-    HoldingRegister(HEARTBEAT, "HEARTBEAT", 0, 0xFFFF, 0, setting=False),
-    HoldingRegister(WATCHDOG_MS, "WATCHDOG_MS", 100, 5000, 1000),
-    HoldingRegister(SESSION_S, "SESSION_S", 60, 5940, 900),
-    HoldingRegister(SERVICE_KEY, "SERVICE_KEY", 0, 0xFFFF, 0, setting=False),
-    HoldingRegister(SENSOR_OFFSET, "SENSOR_OFFSET", -32768, 32767, 0, signed=True, setting=False),
-)
-
-# Common input registers (every kind): address -> name; u32 values take two addresses
-COMMON_INPUTS: dict[int, str] = {
-    0: "KIND",
-    1: "ICD_VERSION",
-    2: "SERIAL_HI",
-    3: "SERIAL_LO",
-    4: "FIRMWARE",
-    5: "STATE",
-    6: "STATUS",
-    7: "FAULT",
-    8: "SESSION_ELAPSED",
-    9: "CYCLES",
-    10: "UPTIME_MS_HI",
-    11: "UPTIME_MS_LO",
-    12: "FAULT_UPTIME_MS_HI",
-    13: "FAULT_UPTIME_MS_LO",
-}
-
-
-def first_excursion(
-    track: Track, t_from: float, level: float, persist: float, *, above: bool = True
-) -> float:
-    """Earliest instant at which `track` has been beyond `level` continuously for `persist` s.
-
-    Closed form over the planned pieces (no sampling); inf if the plan never does it.
-    """
-    t = t_from
-    for _ in range(10_000):
-        t_in = track.first_time(t, level, above=above)
-        if math.isinf(t_in):
-            return math.inf
-        t_out = track.first_time(t_in, level, above=not above)
-        if t_out >= t_in + persist:
-            return t_in + persist
-        t = max(t_out, t + 1e-9)
-    return math.inf
-
-
-def s16_x10(value: float) -> int:
-    """Raw u16 of an s16 x10 reading: rounded to 0.1, clipped to the s16 range."""
-    return max(-0x8000, min(0x7FFF, round(value * 10.0))) & 0xFFFF
-
-
 def _floor_ms(seconds: float) -> int:
     # the epsilon absorbs float error so that an instant exactly N ms later reads N
     return math.floor(seconds * 1000.0 + 1e-6)
@@ -278,7 +66,40 @@ def _floor_ms(seconds: float) -> int:
 class TableBase:
     """The PLC of one table: registers, state machine, interlocks, watchdog, power; physics by kind.
 
-    Implements the world's `Model` protocol (`advance_to`, `on_relay`).
+    Implements the world's `Model` protocol (`advance_to`, `on_relay`), and everything
+    plc-modbus.md says of every kind; a kind subclass declares its register rows and implements
+    the physics through the hooks below. The model is event driven and lazy: `advance_to(t)`
+    processes, in time order and at its exact device instant, every event due up to `t` (kind
+    phase timers, session end, watchdog deadline, closed-form monitor trips, boot end, stop motion
+    finished); there is no fixed-step loop, so the CPU cost per device second does not depend on
+    the time scale.
+
+    A table built on a powered world has already booted; `cold_start=True` makes construction the
+    mains power-on instead.
+
+    Register access (`read` / `write`) is what the Modbus server and socket-free tests call: each
+    call takes `world.lock`, brings the world to the present device instant and acts there. A
+    result that is an int is a Modbus exception code; a PLC without mains power, or still booting,
+    raises `PlcSilent` (the server then sends nothing at all).
+
+    Kind hooks (override in a subclass; the base calls them with the device time of the event):
+
+    - class attributes `KIND`, `MODEL`, `KIND_HOLDING` (register rows with range and default),
+      `KIND_INPUTS` (address -> name);
+    - `_init_kind(t0)`: the kind's physics at construction; `_signals()`: the world signals it
+      registers (name -> sampler);
+    - `_kind_rules_ok(image, written)`: cross-register rules of the proposed holding image (03);
+    - `_kind_input(addr, t)`: the raw u16 of a kind input register;
+    - `_start_motion(t)`, `_controlled_stop(t)`, `_emergency_stop(t)`, `_patient_stop(t)`,
+      `_power_loss_motion(t)`: plan the motion; a stop motion ends by calling
+      `_motion_finished(t)` (typically through `_schedule("motion", t_end, ...)`); a program that
+      ends by itself while RUNNING (an inversion's automatic return) calls `_program_finished(t)`;
+    - `_monitor_next(t_from)` -> (trip time, FAULT code) computed in closed form, and
+      `_monitor_settled(t)` (no excursion under way at t, so the search may restart there);
+    - `_at_setpoint(t)`, `_brake_engaged(t)`, `_on_boot(t)`, `_prune_history(before)`.
+
+    Kinds own the timer names "phase" and "motion"; the base owns "boot", "session" and
+    "estop_circuit".
     """
 
     KIND: ClassVar[int] = 0
@@ -470,7 +291,7 @@ class TableBase:
                 elif not on and self._powered:
                     self._power_off(t)
             elif not self._answering():
-                pass  # a dead or booting PLC latches nothing (reading 3)
+                pass  # a dead or booting PLC latches nothing (docs/icd-readings.md M12)
             elif name == "estop" and on:
                 if self.has("estop-slow"):
                     if "estop_circuit" not in self._timers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -170,9 +171,13 @@ class Track:
         return t3
 
     # -- events ------------------------------------------------------------------------------
-    def first_time(self, t_from: float, level: float, *, above: bool = True) -> float:
-        """Earliest t >= t_from with x > level (above) or x < level (not above); inf if never."""
-        sign = 1.0 if above else -1.0
+    def pieces_from(self, t_from: float) -> Iterator[tuple[float, float, float, float, float]]:
+        """(t0, t1, x0, v0, a) of every planned piece still running at or after `t_from`.
+
+        Each piece is [t0, t1) clipped to start no earlier than `t_from` (t1 is inf for the last),
+        with position x0 and velocity v0 at t0 and its constant acceleration a: the closed-form
+        searches work piece by piece on these.
+        """
         n = len(self._t)
         for k in range(self._index(t_from), n):
             t0 = max(self._t[k], t_from)
@@ -180,9 +185,15 @@ class Track:
             if t1 <= t0:
                 continue
             dt0 = t0 - self._t[k]
-            x0 = self._x[k] + self._v[k] * dt0 + 0.5 * self._a[k] * dt0 * dt0
-            v0 = self._v[k] + self._a[k] * dt0
             a = self._a[k]
+            x0 = self._x[k] + self._v[k] * dt0 + 0.5 * a * dt0 * dt0
+            v0 = self._v[k] + a * dt0
+            yield t0, t1, x0, v0, a
+
+    def first_time(self, t_from: float, level: float, *, above: bool = True) -> float:
+        """Earliest t >= t_from with x > level (above) or x < level (not above); inf if never."""
+        sign = 1.0 if above else -1.0
+        for t0, t1, x0, v0, a in self.pieces_from(t_from):
             # g(s) = sign*(x(t0+s) - level) > 0
             c, b, q = sign * (x0 - level), sign * v0, sign * 0.5 * a
             if c > 0:
@@ -197,6 +208,25 @@ class Track:
         k = self._index(before)
         if k > 0:
             del self._t[:k], self._x[:k], self._v[:k], self._a[:k]
+
+
+def first_excursion(
+    track: Track, t_from: float, level: float, persist: float, *, above: bool = True
+) -> float:
+    """Earliest instant at which `track` has been beyond `level` continuously for `persist` s.
+
+    Closed form over the planned pieces (no sampling); inf if the plan never does it.
+    """
+    t = t_from
+    for _ in range(10_000):
+        t_in = track.first_time(t, level, above=above)
+        if math.isinf(t_in):
+            return math.inf
+        t_out = track.first_time(t_in, level, above=not above)
+        if t_out >= t_in + persist:
+            return t_in + persist
+        t = max(t_out, t + 1e-9)
+    return math.inf
 
 
 def _first_positive(q: float, b: float, c: float, span: float) -> float | None:

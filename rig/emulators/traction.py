@@ -9,7 +9,8 @@ Dynamics chosen within the ICD: ramps, holds, rests and the controlled release e
 RAMP_RATE; emergency and patient stops hold the tension for a 10 ms reaction latency, then release
 linearly at 2000 N/s to 0 N (ICD: >= 1000 N/s to <= 15 N); mains power loss releases linearly at
 1500 N/s (0 N well within 1 s from any settable force). Every release goes to 0 N true tension
-(the cord goes slack), whatever the control channel's offset.
+(the cord goes slack), whatever the control channel's offset. The readings of the ICD behind
+these choices are T1-T5 in docs/icd-readings.md.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .table import Fault, HoldingRegister, TableBase, first_excursion, s16_x10
-from .track import Track
+from .registers import Fault, HoldingRegister, s16_x10
+from .table import TableBase
+from .track import Track, first_excursion
 
 # Holding registers
 MODE = 100
