@@ -89,8 +89,9 @@ class FaultProxy:
         self._closed = True
         if self._listener is not None:
             self._listener.close()
+        deadline = time.monotonic() + 3
         for th in self._threads:
-            th.join(2)
+            th.join(max(0.0, deadline - time.monotonic()))
 
     def _accept(self, listener: socket.socket) -> None:
         while not self._closed and self._listener is listener:
@@ -111,6 +112,7 @@ class FaultProxy:
         up: socket.socket | None = None
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.settimeout(1.0)  # a client that stops reading cannot hold this thread
             while not self._closed:
                 if self.mode in ("drop", "refuse"):
                     return
@@ -299,6 +301,23 @@ T_SCPI = 0.5  # the driver's timeout in these cases
 LIMIT_SCPI = T_SCPI * 3 + 2  # the bound every failing call must meet
 
 
+@contextlib.contextmanager
+def _act(proxy: FaultProxy) -> Iterator[ACT3]:
+    """An open ACT3 through `proxy`, closed in bounded time after the test.
+
+    A driver stuck in an unbounded call holds its lock, so a plain `with ACT3(...)` would hang
+    the suite in `close()` after the failing assertion; this fails instead.
+    """
+    box = ACT3(_address(proxy.port), timeout_s=T_SCPI).open()
+    try:
+        yield box
+    finally:
+        closer = threading.Thread(target=box.close, daemon=True)
+        closer.start()
+        closer.join(5)
+        assert not closer.is_alive(), "close() blocked: a driver call never returned"
+
+
 def _recovers(box: ACT3, proxy: FaultProxy, case: str) -> None:
     proxy.set("pass")
     out = bounded(f"{case}: after recovery", lambda: box.estop, LIMIT_SCPI)
@@ -309,7 +328,7 @@ def _recovers(box: ACT3, proxy: FaultProxy, case: str) -> None:
 # == SCPI ========================================================================================
 def test_act_happy_path_through_the_proxy(act_bench):
     act, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         assert box.check_identity().serial == "ACT0007"
         box.estop = True
         assert box.estop is True and act.estop is True
@@ -322,7 +341,7 @@ def test_silent_then_dropped_link_does_not_hang(act_bench):
     for ever on a closed peer (recv keeps returning b'').
     """
     _, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         assert box.estop is False
         proxy.set("silent")
         out = bounded("scpi silent", lambda: box.estop, LIMIT_SCPI)
@@ -337,7 +356,7 @@ def test_silent_then_dropped_link_does_not_hang(act_bench):
 
 def test_dropped_link_raises_unreachable_and_reconnects(act_bench):
     _, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         assert box.estop is False
         proxy.set("drop")
         out = bounded("scpi dropped", lambda: box.estop, LIMIT_SCPI)
@@ -352,7 +371,7 @@ def test_dropped_link_raises_unreachable_and_reconnects(act_bench):
 def test_junk_without_a_line_end_is_bounded(act_bench, mode):
     """A peer streaming (or dripping) bytes with no `\\n` cannot hold a read past its timeout."""
     _, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         assert box.estop is False
         proxy.set(mode)
         out = bounded(f"scpi {mode}", lambda: box.estop, LIMIT_SCPI)
@@ -362,7 +381,7 @@ def test_junk_without_a_line_end_is_bounded(act_bench, mode):
 
 def test_garbage_line_is_a_protocol_error(act_bench):
     act, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         act.IDN = "not an identity"  # answered as a line: parsed and refused
         out = bounded("scpi garbage line", lambda: box.idn, LIMIT_SCPI)
         assert isinstance(out.error, ProtocolError), out.error
@@ -373,7 +392,7 @@ def test_garbage_line_is_a_protocol_error(act_bench):
 @pytest.mark.parametrize("late", [0.6, 1.2])  # just inside / just past the timeout
 def test_reply_around_the_timeout(act_bench, late):
     _, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         assert box.estop is False
         proxy.delay_s = late * T_SCPI
         proxy.set("late")
@@ -389,7 +408,7 @@ def test_reply_around_the_timeout(act_bench, late):
 def test_error_queue_drain_is_bounded(act_bench):
     """A device that answers every SYST:ERR? slowly and never empties its queue."""
     act, proxy = act_bench
-    with ACT3(_address(proxy.port), timeout_s=T_SCPI) as box:
+    with _act(proxy) as box:
         assert box.estop is False
         act.endless_errors = True
         act.error_delay_s = 0.4 * T_SCPI
