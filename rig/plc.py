@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -54,6 +55,20 @@ class _NoDelayClient(ModbusTcpClient):
         return ok
 
 
+ATTEMPTS = 2  # tries of one request on a dead link: the first, then one on a fresh connection
+
+
+def call_bound(timeout: float, attempts: int = ATTEMPTS) -> float:
+    """Longest wall time one request can take before it raises, with pymodbus 3.16's timing.
+
+    Per attempt: the connect (`socket.create_connection`, bounded by `timeout`) and the reply
+    (pymodbus checks its `timeout` deadline only between receives, each also bounded by
+    `timeout`, so a reply started just before the deadline can take up to 2 x `timeout`);
+    pymodbus's own `retries` is 0, so `attempts` is the only retry count.
+    """
+    return attempts * 3 * timeout
+
+
 class _Link:
     """One Modbus TCP connection, used by one thread: every response checked, typed errors.
 
@@ -61,7 +76,9 @@ class _Link:
     the next request's) and is tried once more on a fresh connection; a request that changes
     state when acted on (`resend=False`, COMMAND) is only tried again if it was certainly not
     sent, because a START that was acted on and then answered 06 on the resend would read as
-    "START refused" while the table runs.
+    "START refused" while the table runs. Every call returns or raises within
+    `call_bound(timeout)` of getting the link, and waits at most as long again for another
+    thread's call on the same link to end.
     """
 
     def __init__(self, host: str, port: int, unit: int, timeout: float) -> None:
@@ -70,15 +87,28 @@ class _Link:
         self.lock = threading.Lock()
         self.requests = 0
 
+    @contextmanager
+    def _held(self, what: str) -> Iterator[None]:
+        # Bounded, so a call stuck on another thread cannot hold this one for ever either.
+        if not self.lock.acquire(timeout=call_bound(self.timeout) + 1.0):
+            raise PlcNotResponding(
+                f"PLC at {self.host}:{self.port}: link busy for over "
+                f"{call_bound(self.timeout) + 1.0:g} s, {what} not sent"
+            )
+        try:
+            yield
+        finally:
+            self.lock.release()
+
     def connect(self) -> None:
-        with self.lock:
+        with self._held("connect"):
             if not self.client.connect():
                 raise PlcNotResponding(
                     f"PLC at {self.host}:{self.port} refuses or ignores the connection"
                 )
 
     def close(self) -> None:
-        with self.lock:
+        with self._held("close"):
             self.client.close()
 
     def execute(
@@ -89,10 +119,10 @@ class _Link:
         request: str,
         *,
         resend: bool = True,
-        attempts: int = 2,
+        attempts: int = ATTEMPTS,
     ) -> list[int]:
         """Send one request; return the registers read (reads) or [] (writes)."""
-        with self.lock:
+        with self._held(request):
             for attempt in range(1, attempts + 1):
                 sent = False
                 try:
@@ -187,6 +217,13 @@ class Plc:
     """A table PLC by register name, as its profile describes it. No I/O in the constructor.
 
     One instance is used from one thread; the heartbeat has its own thread and connection.
+
+    `timeout` (wall seconds) bounds the connect and the answer to one Modbus request. What it
+    waits for is one round trip plus one PLC scan: milliseconds on a bench LAN or loopback, at
+    any time scale (the emulator answers in wall time). The default 1 s leaves a wide margin
+    for a loaded host while a dead link is still known within `call_bound_s` (6 s at the
+    default: 2 attempts x (connect + 2 x timeout), see `call_bound`); every register read and
+    write raises PlcNotResponding (or a typed Modbus exception) within that.
     """
 
     def __init__(
@@ -236,6 +273,11 @@ class Plc:
         self.close()
 
     @property
+    def call_bound_s(self) -> float:
+        """The longest any single register read or write can take before it raises (wall s)."""
+        return call_bound(self.timeout)
+
+    @property
     def requests(self) -> int:
         """Requests sent on the main connection so far (a diagnostic)."""
         return self._link.requests
@@ -248,6 +290,9 @@ class Plc:
         Each probe uses a fresh connection and a short timeout: a request sent while the PLC
         is off would otherwise wait out the whole normal timeout, and a socket from before the
         power cycle may be dead. The main connection is reopened afterwards for the same reason.
+        `timeout` is what the caller waits for (the ICD's "answers again within 5 s" of device
+        time, converted to wall time by the caller); it returns or raises within `timeout` plus
+        one probe, `call_bound(request_timeout, 1)`.
         """
         state = self.profile.register("STATE")
 
@@ -622,18 +667,31 @@ class Heartbeat:
     def stop(self) -> tuple[int | None, int] | None:
         """Stop and join the thread; return the last (UPTIME_MS read before it, value) written.
 
-        The UPTIME_MS is None when `track_uptime` is off.
+        The UPTIME_MS is None when `track_uptime` is off. Bounded: a beat in progress is two
+        requests, each ending within `call_bound`; a thread still alive after that is left
+        (it is a daemon and stops at its next check) with its link, and the fact recorded as
+        a heartbeat error, rather than this call waiting on it for ever.
         """
         thread = self._thread
         if thread is not None:
             self._stop.set()
             self._wake.set()
-            thread.join()
+            limit = 2 * call_bound(self.plc.timeout) + 1.0
+            thread.join(limit)
             self._thread = None
+            if thread.is_alive():
+                self._record(PlcNotResponding(f"heartbeat thread did not stop within {limit:g} s"))
+                self._link = None
         if self._link is not None:
             self._link.close()
             self._link = None
         return self.last
+
+    def _record(self, exc: Exception) -> None:
+        with self._lock:
+            self.errors.append(exc)
+            del self.errors[:-100]
+            self.error_count += 1
 
     def check(self) -> None:
         """Raise the latest heartbeat error not raised before, if any."""
@@ -698,10 +756,7 @@ class Heartbeat:
                     self.writes += 1
                     self.last = (before, value)
             except Exception as exc:
-                with self._lock:
-                    self.errors.append(exc)
-                    del self.errors[:-100]
-                    self.error_count += 1
+                self._record(exc)
             with self._lock:
                 period = self.period or 0.25
             # Scheduled from the previous deadline so the period does not drift with latency;

@@ -27,7 +27,7 @@ from rig.emulators.world import World
 from rig.errors import DeviceError, InstrumentError, InstrumentTimeout, PlcNotResponding
 from rig.instruments.act3 import ACT3
 from rig.instruments.scpi import InstrumentUnreachable, ProtocolError
-from rig.plc import Plc
+from rig.plc import Plc, call_bound
 from rig.profiles import load_profile
 
 #: Wall times measured per case (printed at the end of the module with -s; see the report).
@@ -449,9 +449,9 @@ def test_open_on_a_silent_port_is_bounded():
 
 # == PLC =========================================================================================
 T_PLC = 0.5
-#: _Link.execute makes at most 2 attempts of (connect <= T, a reply <= 2 T: pymodbus checks its
-#: deadline only between receives), plus scheduling slack on a loaded host.
-LIMIT_PLC = 2 * 3 * T_PLC + 2
+#: The driver's own bound for one request (2 attempts of connect + reply, see `call_bound`),
+#: plus scheduling slack on a loaded host.
+LIMIT_PLC = call_bound(T_PLC) + 2
 
 
 @pytest.fixture(scope="module")
@@ -487,9 +487,22 @@ def test_plc_dead_link_raises_typed_and_reconnects(plc_bench, mode):
     proxy.set(mode)
     out = bounded(f"plc {mode}: read", plc.state, LIMIT_PLC)
     assert isinstance(out.error, PlcNotResponding | DeviceError), out.error
+    assert out.wall <= plc.call_bound_s + 1
     out = bounded(f"plc {mode}: write", lambda: plc.write("HOLD_S", 5), LIMIT_PLC)
     assert isinstance(out.error, PlcNotResponding | DeviceError), out.error
     _plc_recovers(plc, proxy, f"plc {mode}")
+
+
+def test_plc_many_unanswered_requests_then_recovery(plc_bench):
+    """More unanswered requests in a row than pymodbus counts before it drops the connection
+    itself (retries + 3): each still raises in bounded time, and the link comes back."""
+    plc, proxy = plc_bench
+    proxy.set("silent")
+    for i in range(6):
+        out = bounded(f"plc silent, request {i + 1} of 6", plc.state, LIMIT_PLC)
+        assert isinstance(out.error, PlcNotResponding), out.error
+        assert out.wall <= plc.call_bound_s + 1
+    _plc_recovers(plc, proxy, "plc silent x6")
 
 
 @pytest.mark.parametrize("late", [0.6, 1.5])
