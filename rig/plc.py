@@ -26,7 +26,7 @@ from rig.errors import (
 from rig.profiles import Profile, Register
 from rig.wait import WaitTimeout, wait_until
 
-__all__ = ["MAX_READ", "MAX_WRITE", "Heartbeat", "Plc"]
+__all__ = ["MAX_READ", "MAX_WRITE", "Heartbeat", "Plc", "UnguardedWrite", "call_bound"]
 
 MAX_READ = 125  # registers per FC03/FC04 request (Modbus application protocol)
 MAX_WRITE = 123  # registers per FC16 request
@@ -183,6 +183,17 @@ class _Block:
         return self.end - self.start
 
 
+@dataclass(frozen=True, slots=True)
+class UnguardedWrite:
+    """A write the guard would have refused, sent on purpose inside `Plc.unguarded`."""
+
+    register: str
+    words: tuple[int, ...]  # as sent
+    value: Number | str  # engineering value (or enum name) of the words
+    problem: str  # what the guard would have said
+    reason: str  # the escape's reason, e.g. "SAF-03 out-of-range probe"
+
+
 class _ClockEstimate:
     """Device seconds per wall second from UPTIME_MS samples; refined as samples come in.
 
@@ -249,6 +260,9 @@ class Plc:
         }
         self._clock = _ClockEstimate(min_baseline=0.2)
         self.heartbeat = Heartbeat(self)
+        #: Writes the guard would have refused, sent inside `unguarded` (for the run record).
+        self.unguarded_writes: list[UnguardedWrite] = []
+        self._escape: str | None = None
 
     # -- connection ----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -380,36 +394,55 @@ class Plc:
         return blocks
 
     # -- writing -------------------------------------------------------------------------------
-    def write(self, name: str, value: Number | str, *, check: bool = True) -> None:
+    @contextmanager
+    def unguarded(self, reason: str) -> Iterator[list[UnguardedWrite]]:
+        """The one escape from the write guard: inside, a write the guard would refuse is sent.
+
+        Every write, on every path (`write`, `write_raw`, `write_many`), is checked against the
+        profile's ranges and rules unless it is inside this block. Each write sent here that
+        the guard would have refused is appended to `unguarded_writes` (register, words,
+        value, what the guard said, `reason`), so the run record can show it; the block yields
+        that list. Only the value guard is lifted: a read-only register, or a value its type
+        cannot carry, is refused here too. Use it for deliberate out-of-range probes of the
+        table's own range checks, e.g. ``with plc.unguarded("SAF-03 out-of-range probe"):``.
+        """
+        if not reason.strip():
+            raise ValueError("an unguarded write needs a reason the record can show")
+        previous, self._escape = self._escape, reason.strip()
+        try:
+            yield self.unguarded_writes
+        finally:
+            self._escape = previous
+
+    def write(self, name: str, value: Number | str) -> None:
         """Write an engineering value (or an enum name).
 
         Refused (WriteRefused, before any request) for a register the profile does not mark
-        writable, and, with `check`, for a value outside the profile's range or rules.
-        `check=False` sends an out-of-range value anyway: type tests of the table's own range
-        checks need that.
+        writable, and, outside `unguarded`, for a value outside the profile's range or rules.
         """
         reg = self._writable(name)
         try:
             words = reg.to_raw(value)
         except ValueError as exc:
             raise WriteRefused(f"write {name} = {value!r} refused: {exc}") from None
-        if check:
-            self._check({name: value})
+        self._check({name: value}, words={name: words})
         self._send_block([(reg, words)], {name: value})
 
-    def write_raw(self, name: str, raw: int | Sequence[int], *, check: bool = False) -> None:
-        """Write a raw integer (signed for s16) or the register words themselves."""
+    def write_raw(self, name: str, raw: int | Sequence[int]) -> None:
+        """Write a raw integer (signed for s16) or the register words themselves.
+
+        Guarded as `write` is: an out-of-range raw value goes only inside `unguarded`.
+        """
         reg = self._writable(name)
         try:
             words = reg.words(raw) if isinstance(raw, int) else list(raw)
             value = reg.from_raw(words)
         except ValueError as exc:
             raise WriteRefused(f"write {name} raw {raw!r} refused: {exc}") from None
-        if check:
-            self._check({name: value})
+        self._check({name: value}, words={name: words})
         self._send_block([(reg, words)], {name: value})
 
-    def write_many(self, values: Mapping[str, Number | str], *, check: bool = True) -> None:
+    def write_many(self, values: Mapping[str, Number | str]) -> None:
         """Write several registers: one FC16 per run of adjacent registers, in address order.
 
         Every register and value is checked before the first request is sent.
@@ -433,8 +466,11 @@ class Plc:
                 last.append((reg, words))
             else:
                 runs.append([(reg, words)])
-        if check:
-            self._check(values, runs=[[r.name for r, _ in run] for run in runs])
+        self._check(
+            values,
+            runs=[[r.name for r, _ in run] for run in runs],
+            words={r.name: w for r, w in items},
+        )
         for run in runs:
             self._send_block(run, {r.name: values[r.name] for r, _ in run})
 
@@ -457,24 +493,38 @@ class Plc:
         return reg
 
     def _check(
-        self, values: Mapping[str, Number | str], *, runs: Sequence[Sequence[str]] | None = None
+        self,
+        values: Mapping[str, Number | str],
+        *,
+        words: Mapping[str, Sequence[int]],
+        runs: Sequence[Sequence[str]] | None = None,
     ) -> None:
         """Refuse values outside a register's range or breaking a rule, before any write.
 
         The rules are checked against the PLC's present values of the other registers they
         involve, applying `runs` (the requests about to be sent) in order, since the PLC
-        judges each request against what it holds at that moment.
+        judges each request against what it holds at that moment. Inside `unguarded` what
+        would be refused is recorded instead (an out-of-range value is not also judged
+        against the rules: one reason is enough, and the probe needs no extra read).
         """
         numeric: dict[str, Number] = {}
+        out_of_range: dict[str, str] = {}
         for name, value in values.items():
             reg = self.profile.register(name)
             problem = reg.range_problem(value)
             if problem:
-                raise WriteRefused(
-                    f"write {name} = {value!r} refused: {problem} "
-                    f"(range {reg.range_text()}; check=False sends it anyway)"
-                )
+                if self._escape is None:
+                    raise WriteRefused(
+                        f"write {name} = {value!r} refused: {problem} "
+                        f"(range {reg.range_text()}; only `with plc.unguarded(reason):` "
+                        "sends it anyway)"
+                    )
+                out_of_range[name] = problem
             numeric[name] = reg.value_of(reg.raw_int(value))
+        if out_of_range:
+            for name, problem in out_of_range.items():
+                self._escaped(name, words[name], values[name], problem)
+            return
         involved: set[str] = set()
         for rule in self.profile.rules:
             if any(n in numeric for n in rule.involves):
@@ -486,8 +536,17 @@ class Plc:
             state.update({n: numeric[n] for n in run})
             problems = self.profile.rule_problems(state, changed=run)
             if problems:
-                shown = ", ".join(f"{n} = {values[n]!r}" for n in run)
-                raise WriteRefused(f"write {shown} refused: {'; '.join(problems)}")
+                if self._escape is None:
+                    shown = ", ".join(f"{n} = {values[n]!r}" for n in run)
+                    raise WriteRefused(f"write {shown} refused: {'; '.join(problems)}")
+                for n in run:
+                    self._escaped(n, words[n], values[n], "; ".join(problems))
+
+    def _escaped(self, name: str, words: Sequence[int], value: Number | str, problem: str) -> None:
+        assert self._escape is not None
+        self.unguarded_writes.append(
+            UnguardedWrite(name, tuple(words), value, problem, self._escape)
+        )
 
     def _send_block(
         self, run: Sequence[tuple[Register, list[int]]], shown: Mapping[str, Any]
@@ -589,7 +648,7 @@ class Plc:
         if value is None:
             value = (self.read_raw("HEARTBEAT") + 1) & 0xFFFF
         before = self.uptime_ms()
-        self.write("HEARTBEAT", value, check=False)
+        self.write("HEARTBEAT", value)
         return before
 
     # -- messages ------------------------------------------------------------------------------
