@@ -399,12 +399,19 @@ class ScpiInstrument:
     """An instrument of the ICD: identity, calibration dates, error-checked exchanges.
 
     No I/O happens until `open()` (or `with`). `address` is a VISA resource name such as
-    `TCPIP0::127.0.0.1::5025::SOCKET`; `timeout_s` bounds the connect, the send and each
-    read of an exchange in wall-clock seconds, so no call waits for ever: an exchange is a
-    send and at most a few reads (a reply line or block, then the error line), and the
-    error-queue drain after a device error gets one more `timeout_s` in all. After a timeout,
-    a lost link or a garbled reply, the next exchange first reconnects (a fresh connection, so
-    a late reply to the old query can never be read as the new one's).
+    `TCPIP0::127.0.0.1::5025::SOCKET`.
+
+    `timeout_s` (wall seconds) bounds the connect, the send and each read. What a read waits
+    for is the instrument's answer to one line: milliseconds for a setting or a reading, and
+    for the longest, a `FETC?` of a full 200000-sample acquisition (800 kB REAL, about 3 MB
+    ASCII), well under a second on a bench LAN; the default 3 s covers that with margin on a
+    loaded host. So no call waits for ever: a silent peer raises InstrumentTimeout after one
+    `timeout_s`, a closed or refusing one InstrumentUnreachable at once. An exchange is a send
+    and a few reads (a line reply: 3, a block: 6), so a peer that feeds each part just in time
+    can stretch it to (reads + 1) x `timeout_s` at most; the error-queue drain after a device
+    error starts no new read after one more `timeout_s`. After a timeout, a lost link or a
+    garbled reply, the next exchange first reconnects (a fresh connection, so a late reply to
+    the old query can never be read as the new one's) and sends `*CLS`.
     """
 
     MAKER: ClassVar[str] = "BENCHWORKS"
@@ -579,7 +586,7 @@ class ScpiInstrument:
         return InstrumentUnreachable(f"{self.name}: link lost during {command!r}: {e}")
 
     def _device_error(self, code: int, message: str, command: str) -> InstrumentError:
-        """The typed error, after draining the queue within one more `timeout_s` in all.
+        """The typed error, after draining the queue; no entry is asked for after `timeout_s`.
 
         Whatever else was queued is kept on the exception (an older entry may be the one that
         explains this one). The drain stops at the ICD's queue depth, at its deadline, or at a
