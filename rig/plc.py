@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -25,7 +26,7 @@ from rig.errors import (
 from rig.profiles import Profile, Register
 from rig.wait import WaitTimeout, wait_until
 
-__all__ = ["MAX_READ", "MAX_WRITE", "Heartbeat", "Plc"]
+__all__ = ["MAX_READ", "MAX_WRITE", "Heartbeat", "Plc", "UnguardedWrite", "call_bound"]
 
 MAX_READ = 125  # registers per FC03/FC04 request (Modbus application protocol)
 MAX_WRITE = 123  # registers per FC16 request
@@ -54,6 +55,20 @@ class _NoDelayClient(ModbusTcpClient):
         return ok
 
 
+ATTEMPTS = 2  # tries of one request on a dead link: the first, then one on a fresh connection
+
+
+def call_bound(timeout: float, attempts: int = ATTEMPTS) -> float:
+    """Longest wall time one request can take before it raises, with pymodbus 3.16's timing.
+
+    Per attempt: the connect (`socket.create_connection`, bounded by `timeout`) and the reply
+    (pymodbus checks its `timeout` deadline only between receives, each also bounded by
+    `timeout`, so a reply started just before the deadline can take up to 2 x `timeout`);
+    pymodbus's own `retries` is 0, so `attempts` is the only retry count.
+    """
+    return attempts * 3 * timeout
+
+
 class _Link:
     """One Modbus TCP connection, used by one thread: every response checked, typed errors.
 
@@ -61,7 +76,9 @@ class _Link:
     the next request's) and is tried once more on a fresh connection; a request that changes
     state when acted on (`resend=False`, COMMAND) is only tried again if it was certainly not
     sent, because a START that was acted on and then answered 06 on the resend would read as
-    "START refused" while the table runs.
+    "START refused" while the table runs. Every call returns or raises within
+    `call_bound(timeout)` of getting the link, and waits at most as long again for another
+    thread's call on the same link to end.
     """
 
     def __init__(self, host: str, port: int, unit: int, timeout: float) -> None:
@@ -70,15 +87,28 @@ class _Link:
         self.lock = threading.Lock()
         self.requests = 0
 
+    @contextmanager
+    def _held(self, what: str) -> Iterator[None]:
+        # Bounded, so a call stuck on another thread cannot hold this one for ever either.
+        if not self.lock.acquire(timeout=call_bound(self.timeout) + 1.0):
+            raise PlcNotResponding(
+                f"PLC at {self.host}:{self.port}: link busy for over "
+                f"{call_bound(self.timeout) + 1.0:g} s, {what} not sent"
+            )
+        try:
+            yield
+        finally:
+            self.lock.release()
+
     def connect(self) -> None:
-        with self.lock:
+        with self._held("connect"):
             if not self.client.connect():
                 raise PlcNotResponding(
                     f"PLC at {self.host}:{self.port} refuses or ignores the connection"
                 )
 
     def close(self) -> None:
-        with self.lock:
+        with self._held("close"):
             self.client.close()
 
     def execute(
@@ -89,10 +119,10 @@ class _Link:
         request: str,
         *,
         resend: bool = True,
-        attempts: int = 2,
+        attempts: int = ATTEMPTS,
     ) -> list[int]:
         """Send one request; return the registers read (reads) or [] (writes)."""
-        with self.lock:
+        with self._held(request):
             for attempt in range(1, attempts + 1):
                 sent = False
                 try:
@@ -153,6 +183,17 @@ class _Block:
         return self.end - self.start
 
 
+@dataclass(frozen=True, slots=True)
+class UnguardedWrite:
+    """A write the guard would have refused, sent on purpose inside `Plc.unguarded`."""
+
+    register: str
+    words: tuple[int, ...]  # as sent
+    value: Number | str  # engineering value (or enum name) of the words
+    problem: str  # what the guard would have said
+    reason: str  # the escape's reason, e.g. "SAF-03 out-of-range probe"
+
+
 class _ClockEstimate:
     """Device seconds per wall second from UPTIME_MS samples; refined as samples come in.
 
@@ -187,6 +228,13 @@ class Plc:
     """A table PLC by register name, as its profile describes it. No I/O in the constructor.
 
     One instance is used from one thread; the heartbeat has its own thread and connection.
+
+    `timeout` (wall seconds) bounds the connect and the answer to one Modbus request. What it
+    waits for is one round trip plus one PLC scan: milliseconds on a bench LAN or loopback, at
+    any time scale (the emulator answers in wall time). The default 1 s leaves a wide margin
+    for a loaded host while a dead link is still known within `call_bound_s` (6 s at the
+    default: 2 attempts x (connect + 2 x timeout), see `call_bound`); every register read and
+    write raises PlcNotResponding (or a typed Modbus exception) within that.
     """
 
     def __init__(
@@ -212,6 +260,9 @@ class Plc:
         }
         self._clock = _ClockEstimate(min_baseline=0.2)
         self.heartbeat = Heartbeat(self)
+        #: Writes the guard would have refused, sent inside `unguarded` (for the run record).
+        self.unguarded_writes: list[UnguardedWrite] = []
+        self._escape: str | None = None
 
     # -- connection ----------------------------------------------------------------------------
     def connect(self) -> None:
@@ -236,6 +287,11 @@ class Plc:
         self.close()
 
     @property
+    def call_bound_s(self) -> float:
+        """The longest any single register read or write can take before it raises (wall s)."""
+        return call_bound(self.timeout)
+
+    @property
     def requests(self) -> int:
         """Requests sent on the main connection so far (a diagnostic)."""
         return self._link.requests
@@ -248,6 +304,9 @@ class Plc:
         Each probe uses a fresh connection and a short timeout: a request sent while the PLC
         is off would otherwise wait out the whole normal timeout, and a socket from before the
         power cycle may be dead. The main connection is reopened afterwards for the same reason.
+        `timeout` is what the caller waits for (the ICD's "answers again within 5 s" of device
+        time, converted to wall time by the caller); it returns or raises within `timeout` plus
+        one probe, `call_bound(request_timeout, 1)`.
         """
         state = self.profile.register("STATE")
 
@@ -335,36 +394,55 @@ class Plc:
         return blocks
 
     # -- writing -------------------------------------------------------------------------------
-    def write(self, name: str, value: Number | str, *, check: bool = True) -> None:
+    @contextmanager
+    def unguarded(self, reason: str) -> Iterator[list[UnguardedWrite]]:
+        """The one escape from the write guard: inside, a write the guard would refuse is sent.
+
+        Every write, on every path (`write`, `write_raw`, `write_many`), is checked against the
+        profile's ranges and rules unless it is inside this block. Each write sent here that
+        the guard would have refused is appended to `unguarded_writes` (register, words,
+        value, what the guard said, `reason`), so the run record can show it; the block yields
+        that list. Only the value guard is lifted: a read-only register, or a value its type
+        cannot carry, is refused here too. Use it for deliberate out-of-range probes of the
+        table's own range checks, e.g. ``with plc.unguarded("SAF-03 out-of-range probe"):``.
+        """
+        if not reason.strip():
+            raise ValueError("an unguarded write needs a reason the record can show")
+        previous, self._escape = self._escape, reason.strip()
+        try:
+            yield self.unguarded_writes
+        finally:
+            self._escape = previous
+
+    def write(self, name: str, value: Number | str) -> None:
         """Write an engineering value (or an enum name).
 
         Refused (WriteRefused, before any request) for a register the profile does not mark
-        writable, and, with `check`, for a value outside the profile's range or rules.
-        `check=False` sends an out-of-range value anyway: type tests of the table's own range
-        checks need that.
+        writable, and, outside `unguarded`, for a value outside the profile's range or rules.
         """
         reg = self._writable(name)
         try:
             words = reg.to_raw(value)
         except ValueError as exc:
             raise WriteRefused(f"write {name} = {value!r} refused: {exc}") from None
-        if check:
-            self._check({name: value})
+        self._check({name: value}, words={name: words})
         self._send_block([(reg, words)], {name: value})
 
-    def write_raw(self, name: str, raw: int | Sequence[int], *, check: bool = False) -> None:
-        """Write a raw integer (signed for s16) or the register words themselves."""
+    def write_raw(self, name: str, raw: int | Sequence[int]) -> None:
+        """Write a raw integer (signed for s16) or the register words themselves.
+
+        Guarded as `write` is: an out-of-range raw value goes only inside `unguarded`.
+        """
         reg = self._writable(name)
         try:
             words = reg.words(raw) if isinstance(raw, int) else list(raw)
             value = reg.from_raw(words)
         except ValueError as exc:
             raise WriteRefused(f"write {name} raw {raw!r} refused: {exc}") from None
-        if check:
-            self._check({name: value})
+        self._check({name: value}, words={name: words})
         self._send_block([(reg, words)], {name: value})
 
-    def write_many(self, values: Mapping[str, Number | str], *, check: bool = True) -> None:
+    def write_many(self, values: Mapping[str, Number | str]) -> None:
         """Write several registers: one FC16 per run of adjacent registers, in address order.
 
         Every register and value is checked before the first request is sent.
@@ -388,8 +466,11 @@ class Plc:
                 last.append((reg, words))
             else:
                 runs.append([(reg, words)])
-        if check:
-            self._check(values, runs=[[r.name for r, _ in run] for run in runs])
+        self._check(
+            values,
+            runs=[[r.name for r, _ in run] for run in runs],
+            words={r.name: w for r, w in items},
+        )
         for run in runs:
             self._send_block(run, {r.name: values[r.name] for r, _ in run})
 
@@ -412,24 +493,38 @@ class Plc:
         return reg
 
     def _check(
-        self, values: Mapping[str, Number | str], *, runs: Sequence[Sequence[str]] | None = None
+        self,
+        values: Mapping[str, Number | str],
+        *,
+        words: Mapping[str, Sequence[int]],
+        runs: Sequence[Sequence[str]] | None = None,
     ) -> None:
         """Refuse values outside a register's range or breaking a rule, before any write.
 
         The rules are checked against the PLC's present values of the other registers they
         involve, applying `runs` (the requests about to be sent) in order, since the PLC
-        judges each request against what it holds at that moment.
+        judges each request against what it holds at that moment. Inside `unguarded` what
+        would be refused is recorded instead (an out-of-range value is not also judged
+        against the rules: one reason is enough, and the probe needs no extra read).
         """
         numeric: dict[str, Number] = {}
+        out_of_range: dict[str, str] = {}
         for name, value in values.items():
             reg = self.profile.register(name)
             problem = reg.range_problem(value)
             if problem:
-                raise WriteRefused(
-                    f"write {name} = {value!r} refused: {problem} "
-                    f"(range {reg.range_text()}; check=False sends it anyway)"
-                )
+                if self._escape is None:
+                    raise WriteRefused(
+                        f"write {name} = {value!r} refused: {problem} "
+                        f"(range {reg.range_text()}; only `with plc.unguarded(reason):` "
+                        "sends it anyway)"
+                    )
+                out_of_range[name] = problem
             numeric[name] = reg.value_of(reg.raw_int(value))
+        if out_of_range:
+            for name, problem in out_of_range.items():
+                self._escaped(name, words[name], values[name], problem)
+            return
         involved: set[str] = set()
         for rule in self.profile.rules:
             if any(n in numeric for n in rule.involves):
@@ -441,8 +536,17 @@ class Plc:
             state.update({n: numeric[n] for n in run})
             problems = self.profile.rule_problems(state, changed=run)
             if problems:
-                shown = ", ".join(f"{n} = {values[n]!r}" for n in run)
-                raise WriteRefused(f"write {shown} refused: {'; '.join(problems)}")
+                if self._escape is None:
+                    shown = ", ".join(f"{n} = {values[n]!r}" for n in run)
+                    raise WriteRefused(f"write {shown} refused: {'; '.join(problems)}")
+                for n in run:
+                    self._escaped(n, words[n], values[n], "; ".join(problems))
+
+    def _escaped(self, name: str, words: Sequence[int], value: Number | str, problem: str) -> None:
+        assert self._escape is not None
+        self.unguarded_writes.append(
+            UnguardedWrite(name, tuple(words), value, problem, self._escape)
+        )
 
     def _send_block(
         self, run: Sequence[tuple[Register, list[int]]], shown: Mapping[str, Any]
@@ -544,7 +648,7 @@ class Plc:
         if value is None:
             value = (self.read_raw("HEARTBEAT") + 1) & 0xFFFF
         before = self.uptime_ms()
-        self.write("HEARTBEAT", value, check=False)
+        self.write("HEARTBEAT", value)
         return before
 
     # -- messages ------------------------------------------------------------------------------
@@ -622,18 +726,31 @@ class Heartbeat:
     def stop(self) -> tuple[int | None, int] | None:
         """Stop and join the thread; return the last (UPTIME_MS read before it, value) written.
 
-        The UPTIME_MS is None when `track_uptime` is off.
+        The UPTIME_MS is None when `track_uptime` is off. Bounded: a beat in progress is two
+        requests, each ending within `call_bound`; a thread still alive after that is left
+        (it is a daemon and stops at its next check) with its link, and the fact recorded as
+        a heartbeat error, rather than this call waiting on it for ever.
         """
         thread = self._thread
         if thread is not None:
             self._stop.set()
             self._wake.set()
-            thread.join()
+            limit = 2 * call_bound(self.plc.timeout) + 1.0
+            thread.join(limit)
             self._thread = None
+            if thread.is_alive():
+                self._record(PlcNotResponding(f"heartbeat thread did not stop within {limit:g} s"))
+                self._link = None
         if self._link is not None:
             self._link.close()
             self._link = None
         return self.last
+
+    def _record(self, exc: Exception) -> None:
+        with self._lock:
+            self.errors.append(exc)
+            del self.errors[:-100]
+            self.error_count += 1
 
     def check(self) -> None:
         """Raise the latest heartbeat error not raised before, if any."""
@@ -698,10 +815,7 @@ class Heartbeat:
                     self.writes += 1
                     self.last = (before, value)
             except Exception as exc:
-                with self._lock:
-                    self.errors.append(exc)
-                    del self.errors[:-100]
-                    self.error_count += 1
+                self._record(exc)
             with self._lock:
                 period = self.period or 0.25
             # Scheduled from the previous deadline so the period does not drift with latency;

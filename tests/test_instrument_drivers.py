@@ -180,13 +180,15 @@ def test_settings_conflict_while_armed():
 def test_timeout_names_instrument_and_command_and_stale_input_is_dropped():
     with expected_protocol(
         INC360,
-        [("MEAS? ANGL\nSYST:ERR?", b"12.5"), query("MEAS? ANGL", "-3.25")],
+        [("MEAS? ANGL\nSYST:ERR?", b"12.5"), cmd("*CLS"), query("MEAS? ANGL", "-3.25")],
         name="inclinometer",
     ) as inc:
         with pytest.raises(InstrumentTimeout, match=r"inclinometer: no reply to 'MEAS\? ANGL'"):
             inc.measure()
-        # the half reply left behind must not be taken for the next one
+        # the half reply left behind must not be taken for the next one: a fresh connection
+        # (never pyvisa-py's clear(), which loops on a closed peer) and *CLS come first
         assert inc.measure() == -3.25
+        assert inc._transport.opens == 2
 
 
 def test_silent_instrument_times_out():
@@ -361,10 +363,13 @@ def test_fetch_ascii():
 
 
 def test_fetch_bad_block_is_a_protocol_error():
-    with expected_protocol(LC2000, [query("FETC? FORC", b"#0\n"), query("*OPC?", "1")]) as lc:
+    with expected_protocol(
+        LC2000, [query("FETC? FORC", b"#0\n"), cmd("*CLS"), query("*OPC?", "1")]
+    ) as lc:
         with pytest.raises(ProtocolError, match="block header"):
             lc.fetch()
         assert lc.opc()  # what was left of the bad reply is dropped, not read as the next one
+        assert lc._transport.opens == 2  # dropped with the connection it came on
 
 
 def test_fetch_trace_builds_the_device_time_axis():

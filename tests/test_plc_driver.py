@@ -335,9 +335,11 @@ def test_write_converts_and_sends_fc06(plc, fake):
 def test_read_only_register_refused_before_any_request(plc, fake, name):
     with pytest.raises(WriteRefused, match=f"{name}.*read-only"):
         plc.write(name, 1)
+    with pytest.raises(WriteRefused), plc.unguarded("the escape lifts the value guard only"):
+        plc.write(name, 1)
     with pytest.raises(WriteRefused):
-        plc.write(name, 1, check=False)
-    with pytest.raises(WriteRefused):
+        plc.write_raw(name, 1)
+    with pytest.raises(WriteRefused), plc.unguarded("the escape lifts the value guard only"):
         plc.write_raw(name, 1)
     with pytest.raises(WriteRefused):
         plc.write_many({"MODE": 0, name: 1})
@@ -353,18 +355,22 @@ def test_range_guard_with_check(plc, fake):
         plc.write("WATCHDOG_MS", 99)
     with pytest.raises(WriteRefused, match="none of"):
         plc.write("SERVICE_KEY", 1)
-    with pytest.raises(WriteRefused, match="raw 70000"):
-        plc.write("FORCE_SET", 7000.0, check=False)  # the type cannot carry it at all
+    with pytest.raises(WriteRefused, match="raw 70000"), plc.unguarded("type test"):
+        plc.write("FORCE_SET", 7000.0)  # the type cannot carry it at all
     assert fake.requests() == []
+    assert plc.unguarded_writes == []
 
 
-def test_check_false_sends_out_of_range_and_the_plc_answers_03(plc, fake):
-    with pytest.raises(IllegalValue) as info:
-        plc.write("FORCE_SET", 890.1, check=False)
+def test_unguarded_sends_out_of_range_and_the_plc_answers_03(plc, fake):
+    with pytest.raises(IllegalValue) as info, plc.unguarded("type test of the range check"):
+        plc.write("FORCE_SET", 890.1)
     assert info.value.code == 3
     assert "FC06 FORCE_SET@102 = 890.1 N (raw 8901)" in str(info.value)
     assert fake.requests(6) == [(6, 102, [8901])]
     assert fake.get("FORCE_SET") == 100.0
+    (entry,) = plc.unguarded_writes
+    assert (entry.register, entry.words, entry.value) == ("FORCE_SET", (8901,), 890.1)
+    assert entry.reason == "type test of the range check" and "above" in entry.problem
 
 
 def test_rule_guard_reads_the_partner_and_refuses(plc, fake):
@@ -394,15 +400,45 @@ def test_write_many_uses_fc16_for_adjacent_registers_and_checks_in_order(plc, fa
 
 
 def test_write_raw(plc, fake):
-    with pytest.raises(IllegalValue):
-        plc.write_raw("FORCE_SET", 8901)  # check=False by default: a type test's raw value
+    # guarded by default, like every write path (issue 8, finding 10)
+    with pytest.raises(WriteRefused, match=r"FORCE_SET.*unguarded"):
+        plc.write_raw("FORCE_SET", 8901)
+    assert fake.requests() == []
+    # a type test's raw value goes through the named escape, which records it
+    with pytest.raises(IllegalValue), plc.unguarded("SAF-03 out-of-range probe") as escaped:
+        plc.write_raw("FORCE_SET", 8901)
     assert fake.requests(6) == [(6, 102, [8901])]
+    assert [(e.register, e.words, e.reason) for e in escaped] == [
+        ("FORCE_SET", (8901,), "SAF-03 out-of-range probe")
+    ]
     fake.log.clear()
     plc.write_raw("SENSOR_OFFSET", -1)
     plc.write_raw("SENSOR_OFFSET", [0xFFFE])
     assert fake.requests(6) == [(6, 901, [0xFFFF]), (6, 901, [0xFFFE])]
-    with pytest.raises(WriteRefused):
-        plc.write_raw("FORCE_SET", 8901, check=True)
+    assert len(plc.unguarded_writes) == 1  # in-range writes are not escapes
+    with pytest.raises(WriteRefused):  # the escape ended with its block
+        plc.write_raw("FORCE_SET", 8901)
+
+
+def test_unguarded_needs_a_reason_and_records_rule_breaks(plc, fake):
+    with pytest.raises(ValueError, match="reason"), plc.unguarded("  "):
+        pass
+    fake.set("HARNESS", 1)  # cervical: FORCE_SET at most 222.0 N
+    with pytest.raises(WriteRefused, match=r"above 222\.0"):
+        plc.write_raw("FORCE_SET", 2230)
+    with plc.unguarded("SAF-03 probe of the cervical cap"):
+        plc.write_raw("FORCE_SET", 2230)  # this fake PLC checks ranges only: it takes it
+    (entry,) = plc.unguarded_writes
+    assert entry.register == "FORCE_SET" and entry.words == (2230,)
+    assert "222.0" in entry.problem and entry.reason == "SAF-03 probe of the cervical cap"
+    assert fake.get("FORCE_SET") == 223.0
+    with plc.unguarded("outer"):
+        with plc.unguarded("inner"), pytest.raises(IllegalValue):
+            plc.write_many({"HOLD_S": 5, "FORCE_SET": 890.1})
+        plc.write("HOLD_S", 6)  # in range: sent, not recorded
+    assert [(e.register, e.reason) for e in plc.unguarded_writes][1:] == [("FORCE_SET", "inner")]
+    with pytest.raises(WriteRefused):  # both blocks ended
+        plc.write("FORCE_SET", 890.1)
 
 
 def test_command_by_name(plc, fake):

@@ -51,17 +51,19 @@ class InstrumentUnreachable(InstrumentTimeout):
 
 
 class Transport(Protocol):
-    """The byte stream a driver talks over; a real VISA socket or a scripted fake.
+    """The byte stream a driver talks over; a real socket or a scripted fake.
 
-    Reads raise `TimeoutError` when nothing (or not enough) arrives in time and
-    `ConnectionError` when the link is gone.
+    Every call returns or raises within the transport's timeout: reads raise `TimeoutError`
+    when nothing (or not enough) arrives in time and `ConnectionError` when the link is gone.
+    After either, the driver closes and reopens the transport (a fresh connection) rather than
+    trying to empty a link it no longer trusts.
     """
 
     def open(self) -> None:
-        """Connect."""
+        """Connect (a fresh connection, with nothing left over from an earlier one)."""
 
     def close(self) -> None:
-        """Disconnect (idempotent)."""
+        """Disconnect (idempotent); unread input is dropped."""
 
     def write(self, line: str) -> None:
         """Send one message; the transport adds the `\\n` terminator."""
@@ -72,103 +74,127 @@ class Transport(Protocol):
     def read_exact(self, count: int) -> bytes:
         """Exactly `count` bytes, terminators included (binary data)."""
 
-    def discard_input(self) -> None:
-        """Drop whatever has arrived and not been read (after a timeout)."""
 
+class SocketTransport:
+    """A VISA `TCPIP[board]::host::port::SOCKET` resource on a plain TCP socket, every call bounded.
 
-class VisaTransport:
-    """A `TCPIP0::host::port::SOCKET` resource through pyvisa's `@py` (pyvisa-py) backend."""
+    pyvisa parses the resource name, so station files keep VISA names, but pyvisa-py's socket
+    session is not used for I/O, because none of its loops is bounded on a misbehaving peer:
+    its `clear()` spins for ever on a closed peer (recv keeps returning b''; finding 2 of
+    issue 8, teardown stuck in the actuator query), its read checks the timeout only when a
+    recv returns nothing (so a peer that streams or drips bytes without a `\\n` holds it for
+    ever) and spins at full CPU on a closed peer until the timeout, and its write waits in
+    select() with no timeout. Here each call has a deadline `timeout_s` after it starts
+    (connect, send, and each read), a closed peer is a ConnectionError at once, and a line
+    longer than `max_line` bytes is a ProtocolError; the caller reconnects after any of them.
+    """
+
+    #: Longest line accepted: an ASCII fetch of 200000 samples is about 3 MB.
+    max_line = 16 * 1024 * 1024
 
     def __init__(self, address: str, timeout_s: float) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._rm: Any = None
-        self._res: Any = None
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+
+    def _endpoint(self) -> tuple[str, int]:
+        from pyvisa import rname  # kept local: the fake transport and validators need no VISA
+
+        try:
+            parsed = rname.parse_resource_name(self.address)
+        except ValueError as e:
+            raise ConfigError(f"{self.address}: not a VISA resource name: {e}") from None
+        if not isinstance(parsed, rname.TCPIPSocket):
+            raise ConfigError(
+                f"{self.address}: the instruments are raw TCP sockets "
+                "(TCPIP0::<host>::<port>::SOCKET)"
+            )
+        return parsed.host_address, int(parsed.port)
 
     def open(self) -> None:
-        """Open the resource with `\\n` terminations, the timeout, and TCP_NODELAY."""
-        import pyvisa  # kept local: the fake transport and the validators need no VISA at all
-
-        self._rm = pyvisa.ResourceManager("@py")
+        """Connect within `timeout_s`, with TCP_NODELAY (a write after a write would wait on
+        Nagle plus delayed ACK otherwise)."""
+        self.close()
+        host, port = self._endpoint()
         try:
-            self._res = self._rm.open_resource(
-                self.address,
-                read_termination="\n",
-                write_termination="\n",
-                timeout=max(1, round(self.timeout_s * 1000)),
-                open_timeout=max(1, round(self.timeout_s * 1000)),
-            )
-        except Exception as e:  # pyvisa-py raises a bare Exception("could not connect: ...")
-            self.close()
-            raise ConnectionError(f"cannot open {self.address}: {e}") from e
-        self._set_nodelay()
-
-    def _set_nodelay(self) -> None:
-        from pyvisa import constants
-
-        sock = self._socket()
-        try:
-            self._res.set_visa_attribute(
-                constants.ResourceAttribute.tcpip_nodelay, constants.VisaBoolean.true
-            )
-        except Exception:
-            # pyvisa-py 0.8.1 registers VI_ATTR_TCPIP_NODELAY on SOCKET sessions with the generic
-            # setter, which raises UnknownAttribute; so set the option on its socket directly.
-            if sock is None:
-                raise
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if sock is not None:
-            # pyvisa-py's non-blocking connect reports success even when the peer refused it.
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self.close()
-                raise ConnectionError(f"cannot connect to {self.address}: errno {err}")
+            sock = socket.create_connection((host, port), timeout=self.timeout_s)
+        except TimeoutError as e:
+            raise TimeoutError(f"cannot connect to {self.address} within {self.timeout_s} s") from e
+        except OSError as e:
+            raise ConnectionError(f"cannot connect to {self.address}: {e}") from e
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
 
     def _socket(self) -> socket.socket | None:
-        session = getattr(self._rm.visalib, "sessions", {}).get(self._res.session)
-        sock = getattr(session, "interface", None)
-        return sock if isinstance(sock, socket.socket) else None
+        return self._sock
 
     def close(self) -> None:
-        """Close the resource and its resource manager."""
-        res, rm, self._res, self._rm = self._res, self._rm, None, None
-        for thing in (res, rm):
-            if thing is not None:
-                try:
-                    thing.close()
-                except Exception:  # closing a dead link must not hide why it died
-                    pass
+        """Close the socket; whatever arrived and was not read goes with it."""
+        sock, self._sock = self._sock, None
+        self._buffer.clear()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:  # closing a dead link must not hide why it died
+                pass
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
-        from pyvisa import constants, errors
-
-        if self._res is None:
+    def _need(self) -> socket.socket:
+        if self._sock is None:
             raise ConnectionError(f"{self.address} is not open")
-        try:
-            return fn()
-        except errors.VisaIOError as e:
-            if e.error_code == constants.StatusCode.error_timeout:
-                raise TimeoutError(str(e)) from e
-            raise ConnectionError(str(e)) from e
-        except OSError as e:
-            raise ConnectionError(str(e)) from e
+        return self._sock
 
     def write(self, line: str) -> None:
-        """Send `line` + `\\n`."""
-        self._call(lambda: self._res.write_raw(line.encode("ascii") + b"\n"))
+        """Send `line` + `\\n` within `timeout_s` (a peer that stops reading cannot hold us)."""
+        sock = self._need()
+        sock.settimeout(self.timeout_s)  # since 3.5 the bound of the whole sendall
+        try:
+            sock.sendall(line.encode("ascii") + b"\n")
+        except TimeoutError as e:
+            raise TimeoutError(f"{self.address} took nothing for {self.timeout_s} s") from e
+        except OSError as e:
+            self.close()
+            raise ConnectionError(f"{self.address}: {e}") from e
+
+    def _fill(self, deadline: float, wanted: str) -> None:
+        sock = self._need()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{self.address}: {wanted} not complete within {self.timeout_s} s")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError as e:
+            raise TimeoutError(f"{self.address}: no {wanted} within {self.timeout_s} s") from e
+        except OSError as e:
+            self.close()
+            raise ConnectionError(f"{self.address}: {e}") from e
+        if not chunk:
+            self.close()
+            raise ConnectionError(f"{self.address}: connection closed by the instrument")
+        self._buffer += chunk
 
     def read_line(self) -> bytes:
-        """One message up to `\\n` (pyvisa stops at the termination character)."""
-        data = self._call(lambda: self._res.read_raw())
-        return bytes(data).removesuffix(b"\n")
+        """One message up to `\\n`, within `timeout_s` however the bytes trickle in."""
+        deadline = time.monotonic() + self.timeout_s
+        searched = 0
+        while (end := self._buffer.find(b"\n", searched)) < 0:
+            searched = len(self._buffer)
+            if searched > self.max_line:
+                raise ProtocolError(f"{self.address}: no line end in {searched} bytes")
+            self._fill(deadline, "line")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line
 
     def read_exact(self, count: int) -> bytes:
-        """`count` raw bytes; a `\\n` inside binary data does not end the read."""
-        return self._call(lambda: self._res.read_bytes(count, break_on_termchar=False))
-
-    def discard_input(self) -> None:
-        """Drop pending input (pyvisa's viClear on a socket session)."""
-        self._call(lambda: self._res.clear())
+        """`count` raw bytes within `timeout_s`; a `\\n` inside binary data does not end it."""
+        deadline = time.monotonic() + self.timeout_s
+        while len(self._buffer) < count:
+            self._fill(deadline, f"{count} bytes")
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
 
 
 # -- validators and reply parsers ----------------------------------------------------------------
@@ -353,6 +379,7 @@ def measurement(
 # -- the base driver -----------------------------------------------------------------------------
 
 _ERROR_LINE = re.compile(r'^([+-]?\d+),"(.*)"$')
+_QUEUE_DEPTH = 16  # entries an instrument's error queue holds (ICD)
 
 
 @dataclass(frozen=True)
@@ -372,7 +399,19 @@ class ScpiInstrument:
     """An instrument of the ICD: identity, calibration dates, error-checked exchanges.
 
     No I/O happens until `open()` (or `with`). `address` is a VISA resource name such as
-    `TCPIP0::127.0.0.1::5025::SOCKET`; `timeout_s` bounds each reply in wall-clock seconds.
+    `TCPIP0::127.0.0.1::5025::SOCKET`.
+
+    `timeout_s` (wall seconds) bounds the connect, the send and each read. What a read waits
+    for is the instrument's answer to one line: milliseconds for a setting or a reading, and
+    for the longest, a `FETC?` of a full 200000-sample acquisition (800 kB REAL, about 3 MB
+    ASCII), well under a second on a bench LAN; the default 3 s covers that with margin on a
+    loaded host. So no call waits for ever: a silent peer raises InstrumentTimeout after one
+    `timeout_s`, a closed or refusing one InstrumentUnreachable at once. An exchange is a send
+    and a few reads (a line reply: 3, a block: 6), so a peer that feeds each part just in time
+    can stretch it to (reads + 1) x `timeout_s` at most; the error-queue drain after a device
+    error starts no new read after one more `timeout_s`. After a timeout, a lost link or a
+    garbled reply, the next exchange first reconnects (a fresh connection, so a late reply to
+    the old query can never be read as the new one's) and sends `*CLS`.
     """
 
     MAKER: ClassVar[str] = "BENCHWORKS"
@@ -395,7 +434,8 @@ class ScpiInstrument:
         self._own_transport = transport is None
         self._open = False
         self._lock = threading.RLock()
-        # After a timeout a late reply may still arrive; it must not be read as the next one.
+        # After a timeout a late reply may still arrive, and after a link error or a garbled
+        # reply the stream is not to be trusted: the next exchange reconnects first.
         self._stale_input = False
         self._identity: Identity | None = None
 
@@ -414,7 +454,7 @@ class ScpiInstrument:
             if self._open:
                 return self
             if self._transport is None:
-                self._transport = VisaTransport(self.address, self.timeout_s)
+                self._transport = SocketTransport(self.address, self.timeout_s)
             try:
                 self._transport.open()
             except TimeoutError as e:
@@ -476,14 +516,37 @@ class ScpiInstrument:
                 return self._parse_error(self._read_line(transport), "SYST:ERR?")
             except (TimeoutError, ConnectionError) as e:
                 raise self._link_error(e, "SYST:ERR?") from e
+            except ProtocolError:
+                self._stale_input = True
+                raise
 
     def _ready(self) -> Transport:
         if not self._open or self._transport is None:
             raise InstrumentUnreachable(f"{self.name} is not open")
         if self._stale_input:
-            self._transport.discard_input()
-            self._stale_input = False
+            self.reconnect()
         return self._transport
+
+    def reconnect(self) -> None:
+        """Close the link, open a fresh one and `*CLS` (InstrumentUnreachable if that fails).
+
+        Used instead of emptying the old link (pyvisa-py's `clear()` loops for ever on a closed
+        peer). The error queue is the device's, not the connection's: an entry left by the
+        exchange that failed (or a drain cut short) would otherwise be blamed on the next
+        command. The identity is asked again on the new connection if wanted.
+        """
+        with self._lock:
+            if not self._open or self._transport is None:
+                raise InstrumentUnreachable(f"{self.name} is not open")
+            self._stale_input = True  # until the new connection is up and in step
+            self._identity = None
+            self._transport.close()
+            try:
+                self._transport.open()
+            except (TimeoutError, ConnectionError) as e:
+                raise InstrumentUnreachable(f"{self.name}: cannot reconnect: {e}") from e
+            self._stale_input = False
+            self.clear()
 
     def _exchange(self, command: str, *, query: bool) -> bytes | str | None:
         with self._lock:
@@ -503,6 +566,9 @@ class ScpiInstrument:
                     raise ProtocolError(f"{self.name}: {command!r} answered a binary block")
             except (TimeoutError, ConnectionError) as e:
                 raise self._link_error(e, command) from e
+            except ProtocolError:
+                self._stale_input = True
+                raise
             code, message = self._parse_error(error_line, command)
             if code != 0:
                 raise self._device_error(code, message, command)
@@ -520,16 +586,34 @@ class ScpiInstrument:
         return InstrumentUnreachable(f"{self.name}: link lost during {command!r}: {e}")
 
     def _device_error(self, code: int, message: str, command: str) -> InstrumentError:
-        # Drain the queue so the next exchange starts clean; whatever else was queued is kept
-        # on the exception (an older entry may be the one that explains this one).
+        """The typed error, after draining the queue; no entry is asked for after `timeout_s`.
+
+        Whatever else was queued is kept on the exception (an older entry may be the one that
+        explains this one). The drain stops at the ICD's queue depth, at its deadline, or at a
+        link or protocol error (kept as `drain_error`; the next exchange reconnects): the
+        device error is what the caller must see, not a failure to tidy up after it.
+        """
         queued: list[tuple[int, str]] = []
-        for _ in range(20):
-            later = self.next_error()
+        drain_error: DeviceError | None = None
+        deadline = time.monotonic() + self.timeout_s
+        for _ in range(_QUEUE_DEPTH + 1):
+            if time.monotonic() >= deadline:
+                self._stale_input = True  # entries may be left: start the next one afresh
+                drain_error = InstrumentTimeout(
+                    f"{self.name}: error queue not drained within {self.timeout_s} s"
+                )
+                break
+            try:
+                later = self.next_error()
+            except (InstrumentTimeout, ProtocolError) as e:
+                drain_error = e
+                break
             if later[0] == 0:
                 break
             queued.append(later)
         err = InstrumentError(self.name, code, message, command)
         err.queued = queued  # type: ignore[attr-defined]
+        err.drain_error = drain_error  # type: ignore[attr-defined]
         return err
 
     def _parse_error(self, line: str, command: str) -> tuple[int, str]:

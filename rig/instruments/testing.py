@@ -37,14 +37,17 @@ class ProtocolTransport:
         self.used = 0
         self.buffer = bytearray()
         self.opened = self.closed = False
+        self.opens = 0
 
     def open(self) -> None:
-        """Nothing to connect."""
+        """Nothing to connect; counts connections (a reconnect after a timeout is a second)."""
         self.opened = True
+        self.opens += 1
 
     def close(self) -> None:
-        """Nothing to disconnect."""
+        """Disconnect: unread reply bytes go with the connection, as on a real socket."""
         self.closed = True
+        self.buffer.clear()
 
     def write(self, line: str) -> None:
         """Check `line` against the next pair and queue its reply."""
@@ -74,10 +77,6 @@ class ProtocolTransport:
         data = bytes(self.buffer[:count])
         del self.buffer[:count]
         return data
-
-    def discard_input(self) -> None:
-        """Drop unread bytes."""
-        self.buffer.clear()
 
     def assert_done(self) -> None:
         """Fail if a pair was not used or a reply was not read."""
