@@ -819,7 +819,7 @@ def parsed():
 
 @given(data=st.data())
 def test_any_damage_to_a_profile_is_a_profile_error_or_a_valid_profile(parsed, data):
-    from rig.profiles import _ProfileLoader, _RequirementLoader
+    from rig.profiles.validation import _ProfileLoader, _RequirementLoader
 
     prof, reqs = parsed
     which = data.draw(st.sampled_from(["profile", "requirements"]))
