@@ -13,8 +13,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from . import __version__
-from .check import worst
 from .errors import ConfigError, RigError
+from .procedures.check import worst
 from .profiles import Profile, load_profile
 from .record import FAIL, PASS, Measurement
 from .verify import MEANING_OF, TAMPERED, VerifyReport, verify_run

@@ -146,7 +146,7 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     """Print the requirement table and the overall verdict; the exit code of `rig certify`."""
     from rich.table import Table
 
-    from .check import worst
+    from .procedures.check import worst
 
     rig = progress.rig
     record = rig.record if rig is not None else None

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rig import __version__
 from rig.certificate import BANNER, build_certificate, write_certificate
-from rig.check import worst
 from rig.plots import plot_trace
+from rig.procedures.check import worst
 from rig.profiles import load_profile
 from rig.record import RunRecord, evaluate
 from rig.signing import fingerprint, public_key_hex, sign_run

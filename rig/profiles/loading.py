@@ -40,7 +40,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
     raw_reqs = _read_toml(req_file)
     loader = _ProfileLoader(str(profile_file))
     model, registers, rules, safe_state = loader.load(raw_profile)
-    requirements = _RequirementLoader(str(req_file), model.name, registers, rules).load(raw_reqs)
+    home = loader.home(raw_profile.get("home"), model.kind_name)
+    requirements = _RequirementLoader(
+        str(req_file), model.name, registers, rules, model.kind_name
+    ).load(raw_reqs)
     req_hash = hashlib.sha256(_canonical(raw_reqs)).hexdigest()
     whole = hashlib.sha256(
         _canonical({"profile": raw_profile, "requirements": raw_reqs})
@@ -54,6 +57,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         requirements=requirements,
         sha256=whole,
         requirements_sha256=req_hash,
+        home=MappingProxyType(home),
     )
 
 

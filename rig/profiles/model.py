@@ -375,6 +375,8 @@ class Profile:
     requirements: tuple[Requirement, ...]
     sha256: str
     requirements_sha256: str
+    # profile.toml [home]: how the kind's procedure brings the table to rest between tests
+    home: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def name(self) -> str:

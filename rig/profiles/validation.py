@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +31,7 @@ from .model import (
     Rule,
     SafeState,
 )
+from .needs import BODY_ENUMS, HOME, Need, needs_of
 
 _REGISTER_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _REQUIREMENT_ID = re.compile(r"^[A-Z]{2}-(PERF|SAF)-[0-9]{2}$")
@@ -99,6 +100,21 @@ class _Checker:
         return value
 
 
+def _fits(need: Need, value: object) -> bool:
+    """True when `value` is what `need` asks for (lists arrive as tuples)."""
+    if need.what == "number":
+        return _is_num(value)
+    if need.what == "integer":
+        return _is_int(value) and value >= 1  # type: ignore[operator]
+    if need.what == "text" or need.what == "requirement":
+        return isinstance(value, str) and (not need.choices or value in need.choices)
+    if not isinstance(value, tuple) or not value:
+        return False
+    if need.what == "numbers":
+        return all(_is_num(v) for v in value)
+    return all(isinstance(v, str) and (not need.choices or v in need.choices) for v in value)
+
+
 def _is_str(v: object) -> bool:
     return isinstance(v, str)
 
@@ -144,7 +160,9 @@ class _ProfileLoader(_Checker):
     def load(
         self, data: dict[str, Any]
     ) -> tuple[ModelInfo, dict[str, Register], tuple[Rule, ...], SafeState]:
-        self.table(data, "", ("model", "safe_state", "register", "rule"), ("model", "safe_state"))
+        self.table(
+            data, "", ("model", "safe_state", "home", "register", "rule"), ("model", "safe_state")
+        )
         registers = self.registers(self.array_of_tables(data, "register"))
         self.required_registers(registers)
         model = self.model(data["model"], registers)
@@ -153,6 +171,27 @@ class _ProfileLoader(_Checker):
         )
         safe_state = self.safe_state(data["safe_state"], registers)
         return model, registers, rules, safe_state
+
+    def home(self, data: object, kind: str) -> dict[str, float]:
+        """The [home] table: the numbers the kind's procedure uses to bring the table to rest
+        between tests (rig/profiles/needs.py HOME); every one required, no other key."""
+        needs = HOME[kind]
+        if data is None:
+            data = {}
+        names = [n.name for n in needs]
+        h = self.table(data, "home", names)
+        out: dict[str, float] = {}
+        for need in needs:
+            if need.name not in h:
+                raise self.fail(
+                    f"home.{need.name}",
+                    None,
+                    f"{need.expected()} (the {kind} procedure brings the table to rest with it)",
+                )
+            out[need.name] = float(
+                self.get(h, "home", need.name, lambda v, n=need: _fits(n, v), need.expected())
+            )
+        return out
 
     def model(self, data: object, registers: Mapping[str, Register]) -> ModelInfo:
         m = self.table(
@@ -489,12 +528,18 @@ class _RequirementLoader(_Checker):
     MEASUREMENT_KEYS = ("name", "unit", "variables", "low", "high", "equals", "description")
 
     def __init__(
-        self, file: str, model: str, registers: Mapping[str, Register], rules: tuple[Rule, ...]
+        self,
+        file: str,
+        model: str,
+        registers: Mapping[str, Register],
+        rules: tuple[Rule, ...],
+        kind: str,
     ) -> None:
         super().__init__(file)
         self.model = model
         self.registers = registers
         self.rules = rules
+        self.kind = kind
 
     def load(self, data: dict[str, Any]) -> tuple[Requirement, ...]:
         self.table(data, "", ("requirement",), ("requirement",))
@@ -511,6 +556,8 @@ class _RequirementLoader(_Checker):
                 )
             seen[req.id] = i
             out.append(req)
+        for req in out:
+            self.references(req, out)
         return tuple(out)
 
     def requirement(self, i: int, entry: dict[str, Any]) -> Requirement:
@@ -544,7 +591,7 @@ class _RequirementLoader(_Checker):
             if any(spec.name == other.name for other in measurements):
                 raise self.fail(f"{key}.measurement[{j}].name", spec.name, "a unique name")
             measurements.append(spec)
-        return Requirement(
+        req = Requirement(
             id=rid,
             quantity=self.get(r, key, "quantity", _is_text, text),
             condition=self.get(r, key, "condition", _is_text, text),
@@ -558,6 +605,49 @@ class _RequirementLoader(_Checker):
             params=MappingProxyType(params),
             measurements=tuple(measurements),
         )
+        self.needs(key, req)
+        return req
+
+    def needs(self, key: str, req: Requirement) -> None:
+        """The params the requirement's procedure reads (rig/profiles/needs.py) are all there, of
+        the right type: a missing one fails here, never as a default at run time."""
+        for register, name in BODY_ENUMS.get(req.test, ()):
+            reg = self.registers.get(register)
+            if reg is None or name not in reg.enum:
+                raise self.fail(
+                    f"{key}.test",
+                    req.test,
+                    f"a body this model can run: it writes {register} = {name}, which the "
+                    "profile's register map does not name",
+                )
+        for need in needs_of(req.test, self.kind):
+            if need.when is not None and req.params.get(need.when[0]) != need.when[1]:
+                continue
+            where = f"{key}.params.{need.name}"
+            if need.name not in req.params:
+                if need.optional:
+                    continue
+                raise self.fail(
+                    where,
+                    None,
+                    f"{need.expected()} (the {req.test} procedure of a {self.kind} table reads it)",
+                )
+            if not _fits(need, req.params[need.name]):
+                raise self.fail(where, req.params[need.name], need.expected())
+
+    def references(self, req: Requirement, requirements: Sequence[Requirement]) -> None:
+        """Params naming other requirements (steps_of, runs_of, moves_of) name ones that exist
+        and whose procedure makes what this one judges."""
+        bodies = {r.id: r.test for r in requirements}
+        for need in needs_of(req.test, self.kind):
+            if need.what not in ("requirement", "requirements") or need.name not in req.params:
+                continue
+            value = req.params[need.name]
+            for rid in (value,) if need.what == "requirement" else value:
+                if bodies.get(rid) not in need.body:
+                    raise self.fail(
+                        f"requirement[{req.id}].params.{need.name}", value, need.expected()
+                    )
 
     def settings(self, key: str, data: object) -> dict[str, Number]:
         if not isinstance(data, dict):

@@ -6,11 +6,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .analysis import AnalysisError, settle_instant, settled_value
-from .errors import ConfigError
-from .profiles import Requirement
-from .record import FAIL, PASS, Measurement, RunRecord, evaluate
-from .trace import Trace
+from ..analysis import AnalysisError, settle_instant, settled_value
+from ..errors import ConfigError
+from ..profiles import Requirement
+from ..record import FAIL, PASS, Measurement, RunRecord, evaluate
+from ..trace import Trace
 
 
 class RequirementCheck:
@@ -156,7 +156,7 @@ class RequirementCheck:
         else:
             self._trace_ref = None
             png = None
-        from .plots import plot_trace
+        from ..plots import plot_trace
 
         image = plot_trace(
             trace,
