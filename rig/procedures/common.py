@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import analysis
+from ..bench.table import Table
 from ..profiles import Profile
 from ..trace import Trace
 
@@ -26,7 +27,7 @@ class Acquisition:
     duration_s: float
     rate_hz: float
 
-    def fetch(self, table: Any) -> Trace:
+    def fetch(self, table: Table) -> Trace:
         """Wait (polling the instrument) until done, then fetch every channel."""
         self.meter.wait_done(table.wall_timeout(self.duration_s + 1.0))
         return self.meter.fetch_trace()
@@ -39,7 +40,7 @@ def arm(
     rate_hz: float,
     pretrigger_s: float = 0.0,
     source: str = "BUS",
-    table: Any = None,
+    table: Table | None = None,
 ) -> Acquisition:
     """Configure and arm an acquisition of `duration_s` after the trigger.
 
@@ -68,7 +69,7 @@ class Procedure:
         self.profile = profile
 
     def reach_condition(
-        self, table: Any, settings: Mapping[str, float], params: Mapping[str, Any]
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
     ) -> None:
         """Write the settings, START, and return once the table is in the condition the
         requirement names (params["at"]: setpoint | straight | moving; setpoint when absent)."""
@@ -77,14 +78,14 @@ class Procedure:
         self._wait_condition(table, settings, params)
 
     def _wait_condition(
-        self, table: Any, settings: Mapping[str, float], params: Mapping[str, Any]
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
     ) -> None:
         table.wait_status(
             "at_setpoint", device_s=self.expected_s(table, settings) * 2 + CONDITION_MARGIN_S
         )
         table.wait_device(SETTLE_S)
 
-    def motion_values(self, table: Any, settings: Mapping[str, float]) -> dict[str, float]:
+    def motion_values(self, table: Table, settings: Mapping[str, float]) -> dict[str, float]:
         """The settings `expected_s` needs: from the requirement, or else the value the table
         holds now (what it will run with), never an assumed one."""
         return {
@@ -92,11 +93,11 @@ class Procedure:
             for name in self.motion_settings
         }
 
-    def expected_s(self, table: Any, settings: Mapping[str, float]) -> float:
+    def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
         """Device seconds the table may take to reach its setpoint."""
         raise NotImplementedError
 
-    def home(self, table: Any) -> None:
+    def home(self, table: Table) -> None:
         """Bring the table to its rest position between tests (nothing by default)."""
 
     def motion(self, trace: Trace, *, start: float = 0.0, end: float | None = None) -> float:

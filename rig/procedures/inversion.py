@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import analysis
+from ..bench.table import Table
 from ..trace import Trace
 from ..wait import wait_until
 from .common import CONDITION_MARGIN_S, Procedure
@@ -24,13 +25,13 @@ class InversionProcedure(Procedure):
     stop_rate_hz = 1000.0
     motion_settings = ("ANGLE_SET", "RATE")
 
-    def expected_s(self, table: Any, settings: Mapping[str, float]) -> float:
+    def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
         """Time to rotate to ANGLE_SET at RATE."""
         v = self.motion_values(table, settings)
         return v["ANGLE_SET"] / v["RATE"] + RAMPS_S
 
     def _wait_condition(
-        self, table: Any, settings: Mapping[str, float], params: Mapping[str, Any]
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
     ) -> None:
         if params.get("at", "setpoint") != "moving":
             super()._wait_condition(table, settings, params)
@@ -48,7 +49,7 @@ class InversionProcedure(Procedure):
             what=f"moving head-down between {low:g} and {high:g} deg",
         )
 
-    def home(self, table: Any) -> None:
+    def home(self, table: Table) -> None:
         """Return an inverted table upright: ANGLE_SET 0 and START (ICD), then wait IDLE; within
         the profile's [home] tolerance it is upright already."""
         if abs(table.read("ANGLE")) <= self.profile.home["tolerance"]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import analysis
+from ..bench.table import Table
 from ..trace import Trace
 from ..wait import wait_until
 from .common import CONDITION_MARGIN_S, Procedure
@@ -44,13 +45,13 @@ class RollerProcedure(Procedure):
     stop_rate_hz = 1000.0
     motion_settings = ("TRAVEL_START", "TRAVEL_END", "SPEED")
 
-    def expected_s(self, table: Any, settings: Mapping[str, float]) -> float:
+    def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
         """Time to the far reversal from park, plus the lift."""
         v = self.motion_values(table, settings)
         return (v["TRAVEL_END"] - v["TRAVEL_START"]) / v["SPEED"] + LIFT_S
 
     def _wait_condition(
-        self, table: Any, settings: Mapping[str, float], params: Mapping[str, Any]
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
     ) -> None:
         if params.get("at", "setpoint") != "straight":
             super()._wait_condition(table, settings, params)
@@ -73,7 +74,7 @@ class RollerProcedure(Procedure):
             what=f"carriage on the straight ({low:g}-{high:g} mm)",
         )
 
-    def home(self, table: Any) -> None:
+    def home(self, table: Table) -> None:
         """Park the carriage at TRAVEL_START (a START then STOP returns it there); within the
         profile's [home] tolerance it is parked already."""
         park = table.read("TRAVEL_START")

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import analysis
+from ..bench.table import Table
 from ..trace import Trace
 from .common import Procedure
 
@@ -18,7 +19,7 @@ class TractionProcedure(Procedure):
     channel = "FORC"
     motion_settings = ("FORCE_SET", "RAMP_RATE")
 
-    def expected_s(self, table: Any, settings: Mapping[str, float]) -> float:
+    def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
         """Ramp time to FORCE_SET at RAMP_RATE."""
         v = self.motion_values(table, settings)
         return v["FORCE_SET"] / v["RAMP_RATE"]
