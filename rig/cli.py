@@ -150,9 +150,9 @@ def report_certification(console: Any, profile: Any, progress: Progress, code: i
     """Print the requirement table and the overall verdict; the exit code of `rig certify`."""
     from rich.table import Table
 
-    from .check import worst
     from .evidence.format import Outcome
     from .evidence.reader import read_run
+    from .procedures.check import worst
 
     rig = progress.rig
     record = rig.record if rig is not None else None

@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rig import __version__
-from rig.check import worst
 from rig.errors import ConfigError
 from rig.evidence.measurement import evaluate
 from rig.evidence.signature import fingerprint
@@ -22,6 +21,7 @@ from rig.evidence.signing import public_key_hex, sign_run
 from rig.evidence.writer import RunRecord
 from rig.outputs.certificate import BANNER, build_certificate, write_certificate
 from rig.plots import plot_trace
+from rig.procedures.check import worst
 from rig.profiles import load_profile
 from rig.trace import Trace
 

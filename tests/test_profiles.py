@@ -819,7 +819,7 @@ def parsed():
 
 @given(data=st.data())
 def test_any_damage_to_a_profile_is_a_profile_error_or_a_valid_profile(parsed, data):
-    from rig.profiles import _ProfileLoader, _RequirementLoader
+    from rig.profiles.validation import _ProfileLoader, _RequirementLoader
 
     prof, reqs = parsed
     which = data.draw(st.sampled_from(["profile", "requirements"]))
@@ -832,7 +832,7 @@ def test_any_damage_to_a_profile_is_a_profile_error_or_a_valid_profile(parsed, d
         reqs = damaged
     try:
         model, registers, rules, _ = _ProfileLoader("p.toml").load(prof)
-        _RequirementLoader("r.toml", model.name, registers, rules).load(reqs)
+        _RequirementLoader("r.toml", model.name, registers, rules, model.kind_name).load(reqs)
     except ProfileError as exc:
         # damage to the register map may make a sound requirement file refer to what is gone
         assert exc.path in (("p.toml", "r.toml") if which == "profile" else ("r.toml",))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rig.kinds import arm
+from rig.procedures import arm
 from rig.trace import Trace
 
 STEP_RATE_HZ = 200.0
@@ -57,14 +57,14 @@ class Steps:
         table.configure(settings)
         # Long enough for a move 25 % slower than set, a table that settles slowly, and the
         # 2 s + 2 s settle window.
-        duration = kind.expected_s(settings) / 0.75 + 8.0
+        duration = kind.expected_s(table, settings) / 0.75 + 8.0
         acq = arm(meter, duration_s=duration, rate_hz=STEP_RATE_HZ, pretrigger_s=0.1, table=table)
         meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
         plc, ref = [], []
         for _ in range(PAIRED_READINGS):
-            plc.append(table.plc.read(plc_register))
+            plc.append(table.read(plc_register))
             ref.append(meter.measure(kind.channel))
         table.stop_and_wait()
         return Step(key, trace, float(np.mean(plc)), float(np.mean(ref)))

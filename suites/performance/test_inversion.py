@@ -3,20 +3,20 @@
 import pytest
 
 from rig import analysis
-from rig.kinds import InversionBehaviour, arm
+from rig.procedures import InversionProcedure, arm
 
 from .steps import steps_of
 
 pytestmark = pytest.mark.performance
 
-KIND = InversionBehaviour()
 INC_RATE_HZ = 100.0
 
 
 def _moves(profile, requirement, table, inclinometer, steps):
     source = profile.requirement(requirement.params.get("moves_of", requirement.id))
+    kind = InversionProcedure(profile)
     for settings in steps_of(source, "ANGLE_SET"):
-        yield steps.get(table, inclinometer, KIND, settings, plc_register="ANGLE")
+        yield steps.get(table, inclinometer, kind, settings, plc_register="ANGLE")
 
 
 @pytest.mark.verifies("settled_angle")

@@ -6,17 +6,12 @@ import numpy as np
 import pytest
 
 from rig import analysis
-from rig.kinds import RollerBehaviour, arm
+from rig.procedures import RollerProcedure, arm
+from rig.procedures.roller import period_of
 
 pytestmark = pytest.mark.performance
 
-KIND = RollerBehaviour()
 ENC_RATE_HZ = 50.0
-
-
-def nominal_period(check, d, v):
-    """The ICD's nominal T, as the profile's limit expression defines it (mid of 2 % band)."""
-    return check.band("mean_period", d=d, v=v)[0]
 
 
 class RollerRuns:
@@ -36,11 +31,10 @@ class RollerRuns:
             "TRAVEL_END": end,
             "SPEED": speed,
         }
-        d = end - start
-        period = 2 * (d / speed + speed / p["accel"]) + p["dwell_total"]
+        period = period_of(settings, p)
         table.ready()
         table.configure(settings)
-        here = table.plc.read("POSITION")
+        here = table.read("POSITION")
         approach = abs(here - start) / speed + 2.0
         # the periods asked for need one boundary more, plus the approach, with margin
         duration = approach + (int(p["periods"]) + 1.5) * period * 1.1
@@ -70,10 +64,13 @@ def _runs(profile, requirement, table, meter, roller_runs):
 def test_cycle_period(requirement, check, profile, table, position_meter, roller_runs):
     """Mean period and jitter between midpoint crossings toward TRAVEL_END."""
     n = int(requirement.params["periods"])
-    for _, s, trace in _runs(profile, requirement, table, position_meter, roller_runs):
+    hysteresis = float(requirement.params["hysteresis"])
+    for source, s, trace in _runs(profile, requirement, table, position_meter, roller_runs):
         d, v = s["TRAVEL_END"] - s["TRAVEL_START"], s["SPEED"]
         mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
-        bounds = analysis.cycle_boundaries(trace.t, trace["POS"], midpoint=mid, hysteresis=2.0)
+        bounds = analysis.cycle_boundaries(
+            trace.t, trace["POS"], midpoint=mid, hysteresis=hysteresis
+        )
         periods = analysis.cycle_periods(bounds)[:n]
         label = f"{s['TRAVEL_START']:g}-{s['TRAVEL_END']:g}mm-{v:g}mmps"
         check.trace(
@@ -83,7 +80,7 @@ def test_cycle_period(requirement, check, profile, table, position_meter, roller
             marks={f"boundary {k + 1}": b for k, b in enumerate(bounds[: n + 1])},
             lines={"midpoint": mid},
         )
-        nominal = nominal_period(check, d, v)
+        nominal = period_of(s, source.params)
         note = (
             f"periods {', '.join(f'{p:.3f}' for p in periods)} s; nominal T {nominal:.3f} s"
             f"; travel {label}"
@@ -94,11 +91,12 @@ def test_cycle_period(requirement, check, profile, table, position_meter, roller
                 None,
                 d=d,
                 v=v,
+                T=nominal,
                 note=f"only {len(periods)} periods in the trace; {n} needed. {note}",
             )
             continue
-        check.measure("mean_period", float(np.mean(periods)), d=d, v=v, note=note)
-        check.measure("jitter", analysis.jitter(periods), d=d, v=v, note=note)
+        check.measure("mean_period", float(np.mean(periods)), d=d, v=v, T=nominal, note=note)
+        check.measure("jitter", analysis.jitter(periods), d=d, v=v, T=nominal, note=note)
 
 
 @pytest.mark.verifies("roller_speed")
@@ -123,9 +121,12 @@ def test_carriage_speed(requirement, check, profile, table, position_meter, roll
 @pytest.mark.verifies("roller_reversals")
 def test_reversal_points(requirement, check, profile, table, position_meter, roller_runs):
     """Every far and near reversal against TRAVEL_END and TRAVEL_START."""
+    hysteresis = float(requirement.params["hysteresis"])
     for _, s, trace in _runs(profile, requirement, table, position_meter, roller_runs):
         mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
-        far, near = analysis.reversal_points(trace.t, trace["POS"], midpoint=mid, hysteresis=2.0)
+        far, near = analysis.reversal_points(
+            trace.t, trace["POS"], midpoint=mid, hysteresis=hysteresis
+        )
         # the first near reversal is the park before START, not a reversal of the cycle
         for k, x in enumerate(far):
             check.measure(
@@ -145,11 +146,12 @@ def test_reversal_points(requirement, check, profile, table, position_meter, rol
 def test_roller_lift(requirement, check, table, position_meter):
     """Settled lift at each INTENSITY, from the ENC LIFT channel."""
     per = float(requirement.params["mm_per_level"])
+    lift_speed = float(requirement.params["lift_speed"])
     for level in requirement.params["levels"]:
         table.ready()
         table.configure({**requirement.settings, "INTENSITY": level})
         target, _ = check.band("settled_lift", level=level)
-        duration = target / 10.0 / 0.75 + 8.0 if target else 8.0
+        duration = target / lift_speed / 0.75 + 8.0 if target else 8.0
         acq = arm(position_meter, duration_s=duration, rate_hz=ENC_RATE_HZ)
         position_meter.trigger()
         table.command("START")
@@ -171,27 +173,27 @@ def test_plc_position(requirement, check, table, position_meter):
     samples placed in the ENC trace by UPTIME_MS, relative to the trigger)."""
     s = requirement.settings
     table.configure(s)
-    KIND.home(table)  # the park the comparison starts from is the one just configured
+    # the park the comparison starts from is the one just configured
+    RollerProcedure(table.profile).home(table)
     plc, enc = [], []
     for _ in range(5):
-        plc.append(table.plc.read("POSITION"))
+        plc.append(table.read("POSITION"))
         enc.append(position_meter.measure("POS"))
     check.measure(
         "plc_error",
         abs(np.mean(plc) - np.mean(enc)),
         note=f"at park: PLC {np.mean(plc):.2f} mm, ENC {np.mean(enc):.2f} mm",
     )
-    d = s["TRAVEL_END"] - s["TRAVEL_START"]
-    period = 2 * (d / s["SPEED"] + s["SPEED"] / 200.0) + 1.0
+    period = period_of(s, requirement.params)
     duration = (int(requirement.params["cycles"]) + 0.3) * period * 1.1
     acq = arm(position_meter, duration_s=duration, rate_hz=200.0)
     position_meter.trigger()
-    u_trigger = table.plc.uptime_ms()  # the trigger was at or before this reading
+    u_trigger = table.uptime_ms()  # the trigger was at or before this reading
     table.command("START")
     samples = []
     wall_end = time.monotonic() + table.wall_timeout(duration + 2)
     while time.monotonic() < wall_end:
-        v = table.plc.read_many(["UPTIME_MS", "POSITION", "VELOCITY"])
+        v = table.read_many(["UPTIME_MS", "POSITION", "VELOCITY"])
         samples.append(((v["UPTIME_MS"] - u_trigger) / 1000.0, v["POSITION"], v["VELOCITY"]))
         if samples[-1][0] > duration and position_meter.state == "DONE":
             break
@@ -241,7 +243,7 @@ def test_session(requirement, check, table, position_meter):
     table.command("START")
     trace = acq.fetch(table)
     table.wait_state("IDLE", device_s=120)
-    cycles = table.plc.read("CYCLES")
+    cycles = table.read("CYCLES")
     t, lift, x = trace.t, trace["LIFT"], trace["POS"]
     level = float(requirement.params["mm_per_level"]) * s["INTENSITY"]
     rises, falls = analysis.crossings(t, lift, threshold=level / 2, hysteresis=0.1 * level)
@@ -260,7 +262,8 @@ def test_session(requirement, check, table, position_meter):
     )
     check.measure("session_width", end - float(rises[0]))
     mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
-    _, back = analysis.crossings(t, x, threshold=mid, hysteresis=2.0)
+    hysteresis = float(requirement.params["hysteresis"])
+    _, back = analysis.crossings(t, x, threshold=mid, hysteresis=hysteresis)
     trips = 0
     for fall in back:  # each return past the midpoint that reached park before the session end
         arrived = t[(t > fall) & (x <= s["TRAVEL_START"] + 1.0)]

@@ -3,17 +3,15 @@
 import pytest
 
 from rig import analysis
-from rig.kinds import TractionBehaviour, arm
+from rig.procedures import TractionProcedure, arm
 
 from .steps import steps_of
 
 pytestmark = pytest.mark.performance
 
-KIND = TractionBehaviour()
-
 
 def _step(steps, table, meter, settings):
-    return steps.get(table, meter, KIND, settings, plc_register="FORCE")
+    return steps.get(table, meter, TractionProcedure(table.profile), settings, plc_register="FORCE")
 
 
 @pytest.mark.verifies("settled_force")

@@ -3,7 +3,7 @@
 import pytest
 
 from rig.errors import ModbusExceptionError
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.safety
 @pytest.mark.verifies("interlocks")
 def test_interlocks(requirement, check, profile, table, actuators, reference_meter):
     """For each relay named in params: relay ON, START, expect 06 and no motion."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     p = requirement.params
     for relay in p["relays"]:
         table.ready()

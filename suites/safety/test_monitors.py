@@ -3,7 +3,7 @@ limit and the independent monitor channel must trip."""
 
 import pytest
 
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -11,16 +11,14 @@ pytestmark = pytest.mark.safety
 @pytest.mark.verifies("protective_monitor")
 def test_protective_monitor(requirement, check, profile, table, reference_meter):
     """Offset the control channel, START, and judge the trip from FAULT and the reference trace."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     s = dict(requirement.settings)
     p = requirement.params
     table.configure(s)
-    table.plc.write("SERVICE_KEY", p.get("service_key", 42405))
-    if "sensor_offset" in p:
-        offset = float(p["sensor_offset"])
-    else:  # a fraction of the setting the offset fools the controller about
-        offset = float(p["offset_fraction"]) * s[p.get("offset_of", "FORCE_SET")]
-    table.plc.write("SENSOR_OFFSET", offset)
+    # the key is the profile's: SERVICE_KEY's enum ENTER, 42405 (0xA5A5) in the ICD
+    table.write("SERVICE_KEY", "ENTER")
+    offset = kind.sensor_offset(s, p)
+    table.write("SENSOR_OFFSET", offset)
     acq = arm(
         reference_meter,
         duration_s=float(p["trace_s"]),
@@ -30,11 +28,11 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
     )
     reference_meter.trigger()
     # the trigger instant is at or before this reading: trip times from it are upper bounds
-    u_after = table.plc.uptime_ms()
+    u_after = table.uptime_ms()
     table.command("START")
     trace = acq.fetch(table)
-    fault = table.plc.read_raw("FAULT")
-    fault_ms = table.plc.read("FAULT_UPTIME_MS")
+    fault = table.read_raw("FAULT")
+    fault_ms = table.read("FAULT_UPTIME_MS")
     trip = (fault_ms - u_after) / 1000.0 if fault_ms else None
     values = {"fault": fault, **kind.monitor_quantities(trace, p, trip)}
     check.trace(

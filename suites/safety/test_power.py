@@ -4,7 +4,7 @@ import pytest
 
 from rig import analysis
 from rig.errors import ModbusExceptionError
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.safety
 @pytest.mark.verifies("power_loss")
 def test_power_loss(requirement, check, profile, table, actuators, reference_meter):
     """POWER OFF for off_s (timed by an acquisition), ON, then judge the restore."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     p = requirement.params
     kind.reach_condition(table, dict(requirement.settings), p)
     off = arm(
@@ -23,9 +23,8 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
         source="EXT",
         table=table,
     )
-    rate = table.plc.clock_rate()
-    table.plc.heartbeat.stop()
-    try:
+    rate = table.clock_rate()
+    with table.heartbeat_paused():
         actuators.power = False
         off_trace = off.fetch(table)
         on = arm(
@@ -38,28 +37,26 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
         actuators.power = True
         # poll at a small fraction of a device second so the first answer is seen promptly
         step = 0.02 / rate
-        table.plc.wait_responding(
+        table.wait_responding(
             table.wall_timeout(float(p["quiet_s"]) * 2),
             request_timeout=max(step, 0.002),
             interval=step,
         )
         # UPTIME_MS counts from power on, boot included: the first answer's value bounds the
         # answer time from above
-        answer_time = table.plc.uptime_ms() / 1000.0
-        fault = table.plc.read_raw("FAULT")
+        answer_time = table.uptime_ms() / 1000.0
+        fault = table.read_raw("FAULT")
         on_trace = on.fetch(table)
-    finally:
-        table.plc.heartbeat.start()
     refused = 0
     try:
         table.command("START")
     except ModbusExceptionError as e:
         refused = e.code
     t, x = off_trace.t, off_trace[kind.channel]
-    decay = float(p.get("decay_s", 0.0))
+    decay = float(p["decay_s"])
     values = {
         "force_after_off": kind.motion(off_trace, start=decay),
-        "stop_time": analysis.stop_time(t, x, tolerance=float(p.get("still_tolerance", 0.1))),
+        "stop_time": analysis.stop_time(t, x, tolerance=float(p["still_tolerance"])),
         "drift_while_off": abs(analysis.drift(t, x, start=0.0, end=float(t[-1]))),
         "answer_time": answer_time,
         "fault": fault,

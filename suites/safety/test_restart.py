@@ -2,7 +2,7 @@
 
 import pytest
 
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.safety
 @pytest.mark.verifies("no_restart")
 def test_no_restart(requirement, check, profile, table, actuators, reference_meter):
     """E-stop at the condition, then release the relay (trigger edge) and RESET: nothing moves."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     p = requirement.params
     relay = p["relay"]
     kind.reach_condition(table, dict(requirement.settings), p)
@@ -29,6 +29,6 @@ def test_no_restart(requirement, check, profile, table, actuators, reference_met
     setattr(actuators, relay, False)
     table.command("RESET")
     trace = acq.fetch(table)
-    values = {"motion": kind.motion(trace, start=0.0), "state": table.plc.read_raw("STATE")}
+    values = {"motion": kind.motion(trace, start=0.0), "state": table.read_raw("STATE")}
     check.trace("after-reset", trace, channel=kind.channel)
     check.measure_all(values)

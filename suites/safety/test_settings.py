@@ -3,7 +3,7 @@
 import pytest
 
 from rig.errors import ModbusExceptionError
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -58,7 +58,7 @@ def probes(profile):
 def relative_probe(profile, table, name, spec):
     """Raw value one step past a rule that depends on another register's present value."""
     what, other = spec[0], spec[1]
-    other_raw = table.plc.read_raw(other)
+    other_raw = table.read_raw(other)
     reg, oreg = profile.register(name), profile.register(other)
     if what == "span":  # e.g. TRAVEL_END = TRAVEL_START + 99 mm
         return oreg.raw_int(oreg.value_of(other_raw) + spec[2]) - 1
@@ -78,24 +78,24 @@ def _representable(reg, raw):
 @pytest.mark.verifies("setting_limits")
 def test_setting_limits(requirement, check, profile, table, reference_meter):
     """Write each probe; expect exception 03, the old value kept, and nothing moving."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     table.configure(dict(requirement.settings))
     for name, raw, precondition, why in probes(profile):
         if precondition is not None:
             table.configure({precondition[0]: precondition[1]})
         if isinstance(raw, tuple):  # a dependent limit: relative to the other register now
             raw = relative_probe(profile, table, name, raw)
-        before = table.plc.read_raw(name)
+        before = table.read_raw(name)
         code = 0
         try:
-            with table.plc.unguarded(f"{requirement.id} out-of-range probe ({why})"):
-                table.plc.write_raw(name, raw)
+            with table.unguarded(f"{requirement.id} out-of-range probe ({why})"):
+                table.write_raw(name, raw)
         except ModbusExceptionError as e:
             code = e.code
-        after = table.plc.read_raw(name)
+        after = table.read_raw(name)
         if after != before:  # a defective table took it: put the old value back
-            with table.plc.unguarded(f"{requirement.id} restore after a taken probe"):
-                table.plc.write_raw(name, before)
+            with table.unguarded(f"{requirement.id} restore after a taken probe"):
+                table.write_raw(name, before)
         note = f"{name} raw {raw} ({why})"
         check.measure("exception_code", code, note=note)
         check.measure("register_unchanged", int(after == before), note=note)

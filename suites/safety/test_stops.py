@@ -2,7 +2,7 @@
 
 import pytest
 
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.safety
 @pytest.mark.verifies("safety_stop")
 def test_safety_stop(requirement, check, profile, table, actuators, reference_meter):
     """Bring the table to the condition, open the relay (trigger edge = t 0), analyse the trace."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     relay = requirement.params["relay"]
     for i in range(requirement.repeat):
         check.repeat = i
@@ -28,7 +28,7 @@ def test_safety_stop(requirement, check, profile, table, actuators, reference_me
         setattr(actuators, relay, True)
         trace = acq.fetch(table)
         values, marks = kind.stop_quantities(trace, requirement.params, requirement.settings)
-        values["fault"] = table.plc.read_raw("FAULT")
+        values["fault"] = table.read_raw("FAULT")
         check.trace(f"run{i + 1}", trace, channel=kind.channel, marks=marks)
         check.measure_all(values)
         setattr(actuators, relay, False)

@@ -3,7 +3,7 @@
 import pytest
 
 from rig import analysis
-from rig.kinds import arm, behaviour_for
+from rig.procedures import arm, procedure_for
 
 pytestmark = pytest.mark.safety
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.safety
 @pytest.mark.verifies("watchdog")
 def test_watchdog(requirement, check, profile, table, reference_meter):
     """The reference is triggered by *TRG at the last heartbeat write."""
-    kind = behaviour_for(profile)
+    kind = procedure_for(profile)
     p = requirement.params
     s = dict(requirement.settings)
     kind.reach_condition(table, s, p)
@@ -22,17 +22,14 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
         pretrigger_s=0.2,
         table=table,
     )
-    table.plc.heartbeat.stop()
-    try:
-        uptime_before = table.plc.last_heartbeat()
+    with table.heartbeat_paused():
+        uptime_before = table.last_heartbeat()
         reference_meter.trigger()
         trace = acq.fetch(table)
-        fault = table.plc.read_raw("FAULT")
-        fault_ms = table.plc.read("FAULT_UPTIME_MS")
-    finally:
-        table.plc.heartbeat.start()
+        fault = table.read_raw("FAULT")
+        fault_ms = table.read("FAULT_UPTIME_MS")
     fault_time = analysis.fault_time(fault_ms, uptime_before) if fault_ms else None
-    quiet = float(p.get("quiet_from_s", 0.0))
+    quiet = float(p["quiet_from_s"])
     values = {
         "fault": fault,
         "fault_time": fault_time,

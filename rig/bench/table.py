@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import (
+from ..errors import (
     DeviceError,
     IllegalValue,
     ModbusExceptionError,
@@ -15,9 +15,9 @@ from .errors import (
     SafeStateError,
     WriteRefused,
 )
-from .plc import Plc
-from .profiles import Profile
-from .wait import WaitTimeout, wait_until
+from ..plc import Number, Plc
+from ..profiles import Profile
+from ..wait import WaitTimeout, wait_until
 
 RUNNING_STATES = ("RUNNING", "STOPPING")
 
@@ -73,6 +73,14 @@ class Table:
         """PLC device clock in seconds."""
         return self.plc.uptime_ms() / 1000.0
 
+    def uptime_ms(self) -> int:
+        """PLC UPTIME_MS: the device clock the PLC stamps FAULT_UPTIME_MS with."""
+        return self.plc.uptime_ms()
+
+    def clock_rate(self) -> float:
+        """Device seconds per wall second (the emulator's time scale; 1 on a real table)."""
+        return self.plc.clock_rate()
+
     def wall_timeout(self, device_seconds: float, *, margin: float = 10.0) -> float:
         """A generous wall-clock bound for waiting `device_seconds` of device time."""
         rate = max(self.plc.clock_rate(), 1e-3)
@@ -87,6 +95,47 @@ class Table:
             interval=0.005,
             what=f"{seconds} s of PLC device time",
         )
+
+    # -- named registers -----------------------------------------------------------------------
+    def read(self, name: str) -> Number:
+        """Engineering value of the register `name` (profile map)."""
+        return self.plc.read(name)
+
+    def read_raw(self, name: str) -> int:
+        """Raw integer of the register `name` (e.g. FAULT and STATE codes as judged)."""
+        return self.plc.read_raw(name)
+
+    def read_many(self, names: Iterable[str]) -> dict[str, Number]:
+        """Engineering values of several registers read together."""
+        return self.plc.read_many(names)
+
+    def write(self, name: str, value: Number | str) -> None:
+        """Write an engineering value, refused before sending if the profile does not allow it."""
+        self.plc.write(name, value)
+
+    def write_raw(self, name: str, raw: int) -> None:
+        """Write a raw register value, checked by the write guard like every write (the
+        setting-limit tests send their out-of-range probes inside `unguarded`)."""
+        self.plc.write_raw(name, raw)
+
+    def unguarded(self, reason: str) -> AbstractContextManager[None]:
+        """The one named escape from the write guard, for deliberate out-of-range probes; every
+        write it lets through is kept with the reason (Plc.unguarded_writes)."""
+        return self.plc.unguarded(reason)
+
+    def status(self) -> dict[str, bool]:
+        """STATUS bits by name."""
+        return self.plc.status()
+
+    def wait_responding(
+        self, timeout: float, *, request_timeout: float = 0.25, interval: float | None = None
+    ) -> str:
+        """Poll (fresh connections, short timeouts) until the PLC answers after a power-on."""
+        return self.plc.wait_responding(timeout, request_timeout=request_timeout, interval=interval)
+
+    def last_heartbeat(self) -> int:
+        """Write HEARTBEAT once and return the UPTIME_MS read just before (the watchdog's t 0)."""
+        return self.plc.last_heartbeat()
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> str:
@@ -201,6 +250,19 @@ class Table:
             self.wall_timeout(device_s),
             what="motor disabled (stop motion finished)",
         )
+
+    @contextmanager
+    def heartbeat_paused(self) -> Iterator[None]:
+        """Stop the heartbeat for the block (watchdog and power-loss tests); it runs again after
+        the block, whatever happened, if it ran before."""
+        hb = self.plc.heartbeat
+        was_running = hb.running
+        hb.stop()
+        try:
+            yield
+        finally:
+            if was_running:
+                hb.start()
 
     @contextmanager
     def heartbeat(self) -> Iterator[None]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .analysis import AnalysisError, settle_instant, settled_value
-from .errors import ConfigError
-from .evidence.format import Outcome, slug
-from .evidence.measurement import Measurement, evaluate
-from .evidence.writer import RunRecord
-from .profiles import Requirement
-from .trace import Trace
+from ..analysis import AnalysisError, settle_instant, settled_value
+from ..errors import ConfigError
+from ..evidence.format import Outcome, slug
+from ..evidence.measurement import Measurement, evaluate
+from ..evidence.writer import RunRecord
+from ..profiles import Requirement
+from ..trace import Trace
 
 
 class RequirementCheck:
@@ -157,7 +157,7 @@ class RequirementCheck:
         else:
             self._trace_ref = None
             png = None
-        from .plots import plot_trace
+        from ..plots import plot_trace
 
         image = plot_trace(
             trace,

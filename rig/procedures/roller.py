@@ -1,0 +1,115 @@
+"""RT tables (roller): the reference is the carriage position (ENC POS) and the roller lift; the
+nominal cycle period of the ICD is computed here and nowhere else."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from .. import analysis
+from ..bench.table import Table
+from ..trace import Trace
+from ..wait import wait_until
+from .common import CONDITION_MARGIN_S, Procedure
+
+# Device seconds the lift may take to reach its level after the carriage reached the far end:
+# a bound on waiting, not a judged value.
+LIFT_S = 5.0
+
+
+def nominal_period(d: float, v: float, *, accel: float, dwell_total: float) -> float:
+    """The ICD's nominal cycle period (plc-modbus.md): `T = 2 (d/v + v/a) + 1.0 s` with
+    d = TRAVEL_END - TRAVEL_START, v = SPEED, a = `accel`, 1.0 s = `dwell_total`; the numbers
+    come from the requirement's params."""
+    return 2 * (d / v + v / accel) + dwell_total
+
+
+def period_of(settings: Mapping[str, float], params: Mapping[str, Any]) -> float:
+    """`nominal_period` for settings with TRAVEL_START, TRAVEL_END and SPEED and params with
+    accel and dwell_total."""
+    return nominal_period(
+        settings["TRAVEL_END"] - settings["TRAVEL_START"],
+        settings["SPEED"],
+        accel=float(params["accel"]),
+        dwell_total=float(params["dwell_total"]),
+    )
+
+
+class RollerProcedure(Procedure):
+    """Roller: motion is the carriage position; the stop also lowers the lift."""
+
+    kind = "roller"
+    channel = "POS"
+    lift = "LIFT"
+    stop_rate_hz = 1000.0
+    motion_settings = ("TRAVEL_START", "TRAVEL_END", "SPEED")
+
+    def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
+        """Time to the far reversal from park, plus the lift."""
+        v = self.motion_values(table, settings)
+        return (v["TRAVEL_END"] - v["TRAVEL_START"]) / v["SPEED"] + LIFT_S
+
+    def _wait_condition(
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
+    ) -> None:
+        if params.get("at", "setpoint") != "straight":
+            super()._wait_condition(table, settings, params)
+            return
+        v = self.motion_values(table, settings)
+        start, end = v["TRAVEL_START"], v["TRAVEL_END"]
+        low, high = start + float(params["straight_margin"]), (start + end) / 2
+        status = table.profile.register("STATUS")
+
+        def on_straight() -> bool:
+            # moving out on the straight, with the lift already at its level
+            r = table.read_many(["POSITION", "VELOCITY", "STATUS"])
+            at_level = status.bit(int(r["STATUS"]), "at_setpoint")
+            return low <= r["POSITION"] <= high and r["VELOCITY"] > 0 and at_level
+
+        wait_until(
+            on_straight,
+            table.wall_timeout(self.expected_s(table, settings) * 3 + CONDITION_MARGIN_S),
+            interval=0.005,
+            what=f"carriage on the straight ({low:g}-{high:g} mm)",
+        )
+
+    def home(self, table: Table) -> None:
+        """Park the carriage at TRAVEL_START (a START then STOP returns it there); within the
+        profile's [home] tolerance it is parked already."""
+        park = table.read("TRAVEL_START")
+        if abs(table.read("POSITION") - park) <= self.profile.home["tolerance"]:
+            return
+        table.command("START")
+        table.stop_and_wait()
+        wait_until(
+            lambda: not table.status().get("motor_enabled"),
+            table.wall_timeout(self.profile.home["timeout_s"]),
+            what="carriage parked",
+        )
+
+    def stop_quantities(
+        self, trace: Trace, params: Mapping[str, Any], settings: Mapping[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Stop time and distance of the carriage, the lift after the stop, the park error
+        (params still_tolerance, lift_drop, lift_by_s)."""
+        t, x, lift = trace.t, trace[self.channel], trace[self.lift]
+        stop = analysis.stop_time(t, x, tolerance=float(params["still_tolerance"]))
+        lift0 = analysis.level_before(t, lift)
+        drop = float(params["lift_drop"])
+        below = t[(t >= 0) & (lift < lift0 - drop)]
+        lift_drop_time = float(below[0]) if len(below) else math.inf
+        values = {
+            "stop_time": stop,
+            "stopping_distance": analysis.stopping_distance(t, x, window_end=1.0),
+            "lift_after": analysis.max_after(t, lift, start=float(params["lift_by_s"])),
+            "lift_drop_time": lift_drop_time,
+            "park_error": self.final_error(trace, settings["TRAVEL_START"]),
+        }
+        return values, {"stop": stop, f"lift -{drop:g} mm": lift_drop_time}
+
+    def monitor_quantities(
+        self, trace: Trace, params: Mapping[str, Any], trip: float | None
+    ) -> dict[str, float | None]:
+        """The furthest the carriage went."""
+        return {"peak_position": analysis.peak(trace.t, trace[self.channel])}
