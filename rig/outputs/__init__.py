@@ -1,0 +1,1 @@
+"""Outputs: sinks that take one ended run (certificate, results database, statistics)."""
