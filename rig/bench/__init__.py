@@ -1,0 +1,1 @@
+"""The bench layer: the Table role and provisioning a station."""
