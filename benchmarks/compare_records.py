@@ -4,29 +4,21 @@ Usage: python benchmarks/compare_records.py RECORD_A RECORD_B
 Prints each measurement's value in both, the difference, and whether the verdicts agree.
 """
 
-import json
+import math
 import sys
-from pathlib import Path
+
+from rig.evidence.format import Outcome, canonical_text
+from rig.evidence.reader import read_run
 
 
 def load(path):
-    p = Path(path)
-    p = p / "record.jsonl" if p.is_dir() else p
-    out, verdicts = {}, {}
-    for line in p.read_text().splitlines():
-        obj = json.loads(line)
-        if obj["kind"] == "measurement":
-            key = (
-                obj["requirement"],
-                obj["name"],
-                obj["repeat"],
-                obj["note"],
-                json.dumps(obj["bindings"], sort_keys=True),
-            )
-            out[key] = (obj["value"], obj["verdict"], obj["unit"])
-        elif obj["kind"] == "requirement":
-            verdicts[obj["requirement"]] = obj["verdict"]
-    return out, verdicts
+    """(measurements by key, requirement verdicts) of a run directory or record file."""
+    run = read_run(path)
+    out = {}
+    for m in run.measurements:
+        key = (m.requirement, m.name, m.repeat, m.note, canonical_text(m.bindings))
+        out[key] = (m.value, m.verdict, m.unit)
+    return out, run.verdicts
 
 
 def main():
@@ -35,7 +27,8 @@ def main():
     worst = {}
     for key in sorted(set(a) & set(b)):
         (x, vx, unit), (y, vy, _) = a[key], b[key]
-        d = abs(x - y) if isinstance(x, float) and isinstance(y, float) else 0.0
+        finite = all(isinstance(v, float) and math.isfinite(v) for v in (x, y))
+        d = abs(x - y) if finite else 0.0
         name = (key[0], key[1], unit)
         worst[name] = max(worst.get(name, 0.0), d)
         if vx != vy:
@@ -47,8 +40,8 @@ def main():
     print(
         f"{len(set(a) & set(b))} measurements compared ({len(set(a) ^ set(b))} unmatched); "
         f"requirement verdicts {'identical' if same else 'DIFFER'}: "
-        f"{sum(v == 'PASS' for v in va.values())}/{len(va)} PASS vs "
-        f"{sum(v == 'PASS' for v in vb.values())}/{len(vb)} PASS"
+        f"{sum(v == Outcome.PASS for v in va.values())}/{len(va)} PASS vs "
+        f"{sum(v == Outcome.PASS for v in vb.values())}/{len(vb)} PASS"
     )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,16 @@ from xml.sax.saxutils import escape
 from . import __version__
 from .check import worst
 from .errors import ConfigError, RigError
+from .evidence.format import Outcome, resolve_run
+from .evidence.measurement import Measurement
+from .evidence.reader import read_run
+from .evidence.verify import MEANING_OF, TAMPERED, VerifyReport, verify_view
 from .profiles import Profile, load_profile
-from .record import FAIL, PASS, Measurement
-from .verify import MEANING_OF, TAMPERED, VerifyReport, verify_run
 
 HTML_NAME = "certificate.html"
 PDF_NAME = "certificate.pdf"
-INCOMPLETE = "INCOMPLETE"
-INVALID = "INVALID"
-NOT_RUN = "NOT RUN"
-NOT_CONCLUDED = "NOT CONCLUDED"
+PASS, FAIL, INCOMPLETE, INVALID = Outcome.PASS, Outcome.FAIL, Outcome.INCOMPLETE, Outcome.INVALID
+NOT_RUN, NOT_CONCLUDED = Outcome.NOT_RUN, Outcome.NOT_CONCLUDED
 BANNER = "NOT VALID FOR PRODUCT RELEASE"
 SIGNATURE_NOTE = (
     "Each signature is checked here as `rig verify` checks it (its key, this record, its place "
@@ -38,7 +37,7 @@ SIGNATURE_NOTE = (
 RELEASE_BLOCKERS = ("calibration_override", "not_valid_for_release", "release_blocked")
 
 # Order of badness when one requirement was concluded more than once.
-_RANK = {PASS: 0, NOT_RUN: 1, NOT_CONCLUDED: 2, FAIL: 3, "ERROR": 4}
+_RANK = {PASS: 0, NOT_RUN: 1, NOT_CONCLUDED: 2, FAIL: 3, Outcome.ERROR: 4}
 
 
 # --------------------------------------------------------------------------- the data
@@ -140,21 +139,10 @@ class Certificate:
 
 def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certificate:
     """Read a run directory's record (and the profile, for the requirement texts)."""
-    run_dir = _run_dir(run_dir)
-    path = run_dir / "record.jsonl"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no record.jsonl (not a run directory)")
-    raw = path.read_bytes()
-    lines: list[dict[str, Any]] = []
-    for x in raw.splitlines():
-        try:
-            line = json.loads(x)
-        except json.JSONDecodeError:
-            # a crash can tear the last line; what came before it is still evidence (and the
-            # chain check below reports the tear)
-            break
-        if isinstance(line, dict):
-            lines.append(line)
+    # raises NoRecordError (a ConfigError) when there is no record; a torn last line is left
+    # out (what came before it is still evidence, and the check below reports the tear)
+    run = read_run(run_dir)
+    run_dir, path, raw, lines = run.directory, run.path, run.data, run.entries
     header = next((x for x in lines if x.get("kind") == "header"), None)
     if header is None:
         raise ConfigError(f"{path}: no header line, so no model or serial to certify")
@@ -187,7 +175,7 @@ def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certi
                 )
 
     # the same check as `rig verify`: chain, field digests, order, trace files, signatures
-    report = verify_run(run_dir)
+    report = verify_view(run)
     tampered = report.status == TAMPERED
     if tampered:
         blockers.append(
@@ -200,7 +188,7 @@ def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certi
     if end is None:
         blockers.append("run incomplete: the record has no end line")
 
-    measurements = [_measurement(x) for x in lines if x.get("kind") == "measurement"]
+    measurements = run.measurements
     by_req: dict[str, list[Measurement]] = {}
     for m in measurements:
         by_req.setdefault(m.requirement, []).append(m)
@@ -282,36 +270,8 @@ def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certi
     )
 
 
-def _run_dir(path: Path) -> Path:
-    path = Path(path)
-    return path.parent if path.is_file() and path.name == "record.jsonl" else path
-
-
 def _short(h: object) -> str:
     return str(h)[:12]
-
-
-def _num(v: Any) -> float | None:
-    # the record writes non-finite floats as strings ("NaN", "inf", "-inf")
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _measurement(x: dict[str, Any]) -> Measurement:
-    names = {f.name for f in fields(Measurement)}
-    body = {k: v for k, v in x.items() if k in names}
-    for k in ("value", "low", "high", "equals"):
-        body[k] = _num(body.get(k))
-    body.setdefault("requirement", "")
-    body.setdefault("clause", "")
-    body.setdefault("name", "?")
-    body.setdefault("unit", "")
-    body.setdefault("verdict", FAIL)
-    return Measurement(**body)
 
 
 def _release_blockers(header: dict[str, Any], end: dict[str, Any] | None) -> list[str]:
@@ -606,7 +566,7 @@ def _first(x: dict[str, Any], *keys: str) -> str:
 def _signature(x: dict[str, Any], report: VerifyReport) -> Signature:
     fingerprint = _first(x, "fingerprint", "key_fingerprint", "public_key_fingerprint", "key_id")
     if not fingerprint and x.get("public_key"):
-        # as rig.signing computes it: over the raw key (hex), else over the text as recorded
+        # as rig.evidence.signature computes it: over the raw key (hex), else the text as recorded
         pub = str(x["public_key"])
         try:
             raw = bytes.fromhex(pub)
@@ -653,7 +613,7 @@ def write_certificate(run_dir: Path, *, profile: Profile | None = None) -> tuple
 
     `run_dir` may also be the run's record.jsonl. Raises ConfigError when there is no record.
     """
-    run_dir = _run_dir(run_dir)
+    run_dir, _ = resolve_run(run_dir)
     cert = build_certificate(run_dir, profile=profile)
     html_path = run_dir / HTML_NAME
     pdf_path = run_dir / PDF_NAME

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from .analysis import AnalysisError, settle_instant, settled_value
 from .errors import ConfigError
+from .evidence.format import Outcome, slug
+from .evidence.measurement import Measurement, evaluate
+from .evidence.writer import RunRecord
 from .profiles import Requirement
-from .record import FAIL, PASS, Measurement, RunRecord, evaluate
 from .trace import Trace
 
 
@@ -148,7 +149,7 @@ class RequirementCheck:
     ) -> None:
         """Keep a trace as evidence (CSV in the record, CSV and PNG in allure); later
         measurements refer to it."""
-        name = _slug(f"{self.requirement.id}-{label}")
+        name = slug(f"{self.requirement.id}-{label}")
         csv = trace.to_csv()
         if self.record is not None:
             self._trace_ref = self.record.add_trace(name, csv)
@@ -171,13 +172,13 @@ class RequirementCheck:
     @property
     def failed(self) -> list[Measurement]:
         """Measurements that did not pass."""
-        return [m for m in self.measurements if m.verdict != PASS]
+        return [m for m in self.measurements if m.verdict != Outcome.PASS]
 
     def verdict(self) -> str:
         """PASS only when something was measured and everything passed."""
         if not self.measurements:
-            return FAIL
-        return FAIL if self.failed else PASS
+            return Outcome.FAIL
+        return Outcome.FAIL if self.failed else Outcome.PASS
 
     def failure_text(self) -> str:
         """Why the requirement failed, one line per failing measurement."""
@@ -190,10 +191,6 @@ class RequirementCheck:
             for m in self.failed
         ]
         return "\n".join(rows)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def _allure_step(m: Measurement) -> None:
@@ -228,7 +225,7 @@ def worst(measurements: list[Measurement]) -> dict[str, Any]:
 def _badness(m: Measurement) -> float:
     if m.value is None:
         return float("inf")
-    fail = 1e12 if m.verdict != PASS else 0.0
+    fail = 1e12 if m.verdict != Outcome.PASS else 0.0
     if m.equals is not None:
         return fail
     if m.high is not None and m.low is not None:

@@ -134,8 +134,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts."""
-    from .results import ResultsDB
-    from .stats import stats_command
+    from .outputs.results import ResultsDB
+    from .outputs.stats import stats_command
 
     db = Path(args.db or Path(args.reports) / "results.sqlite")
     if args.ingest:
@@ -177,14 +177,14 @@ def cmd_defects(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a run's hash chain, trace files and signatures; tell altered from incomplete."""
-    from .verify import cmd_verify as verify
+    from .evidence.verify import cmd_verify as verify
 
     return verify(args)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """A person signs a run with a stated meaning (reviewed, approved)."""
-    from .signing import cmd_sign as sign
+    from .evidence.signing import cmd_sign as sign
 
     return sign(args)
 

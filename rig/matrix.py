@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .evidence.format import RECORD_NAME, Outcome
+from .evidence.reader import read_run
+
 
 @dataclass(frozen=True)
-class Outcome:
+class CertifyOutcome:
     """Verdicts of one certification run."""
 
     defects: tuple[str, ...]
@@ -24,7 +26,7 @@ class Outcome:
 
     def failing(self) -> set[str]:
         """Requirements that did not pass."""
-        return {r for r, v in self.verdicts.items() if v != "PASS"}
+        return {r for r, v in self.verdicts.items() if v != Outcome.PASS}
 
 
 def certify_emulated(
@@ -36,11 +38,11 @@ def certify_emulated(
     requirements: tuple[str, ...] = (),
     timeout: float = 900.0,
     serial: str = "MATRIX",
-) -> Outcome:
+) -> CertifyOutcome:
     """Run `rig certify` on an emulated bench in a child process; verdicts from the record."""
     reports = Path(reports)
     reports.mkdir(parents=True, exist_ok=True)
-    before = set(reports.glob("*/record.jsonl"))
+    before = set(reports.glob(f"*/{RECORD_NAME}"))
     cmd = [
         sys.executable,
         "-m",
@@ -65,20 +67,16 @@ def certify_emulated(
     # runs may share the reports directory: only this model and serial's new record is ours
     prefix = f"{model.upper()}-{serial}-"
     new = sorted(
-        p for p in set(reports.glob("*/record.jsonl")) - before if p.parent.name.startswith(prefix)
+        p
+        for p in set(reports.glob(f"*/{RECORD_NAME}")) - before
+        if p.parent.name.startswith(prefix)
     )
     if not new:
-        return Outcome(
+        return CertifyOutcome(
             defects, {}, "NO RECORD", wall, None, proc.stdout + proc.stderr, proc.returncode
         )
-    verdicts: dict[str, str] = {}
-    overall = "INCOMPLETE"
-    for line in new[-1].read_text().splitlines():
-        obj = json.loads(line)
-        if obj["kind"] == "requirement":
-            verdicts[obj["requirement"]] = obj["verdict"]
-        elif obj["kind"] == "end":
-            overall = obj["verdict"]
-    return Outcome(
-        defects, verdicts, overall, wall, new[-1], proc.stdout + proc.stderr, proc.returncode
+    run = read_run(new[-1])
+    output = proc.stdout + proc.stderr
+    return CertifyOutcome(
+        defects, run.verdicts, run.verdict, wall, new[-1], output, proc.returncode
     )

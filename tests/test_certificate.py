@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rig import __version__
 from rig.certificate import BANNER, build_certificate, write_certificate
 from rig.check import worst
+from rig.evidence.measurement import evaluate
+from rig.evidence.signature import fingerprint
+from rig.evidence.signing import public_key_hex, sign_run
+from rig.evidence.writer import RunRecord
 from rig.plots import plot_trace
 from rig.profiles import load_profile
-from rig.record import RunRecord, evaluate
-from rig.signing import fingerprint, public_key_hex, sign_run
 from rig.trace import Trace
 
 PROFILE = load_profile("TT-890")
@@ -373,7 +375,7 @@ def test_pdf_pages_stay_within_their_margins(passing, tmp_path):
 
 def test_signature_lines_missing_fields_are_shown_and_flagged(tmp_path, pngs):
     rec = make_run(tmp_path, pngs, sign=False)
-    # a line not written by rig.signing: shown as recorded, never as a valid signature
+    # a line not written by rig.evidence.signing: shown as recorded, never as a valid signature
     rec._append("signature", {"name": "J. Smith", "meaning": "approved", "public_key": "ab" * 32})
     cert = build_certificate(tmp_path)
     (sig,) = cert.signatures

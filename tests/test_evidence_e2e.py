@@ -1,21 +1,20 @@
 """Evidence end to end: a certification killed with SIGKILL halfway keeps every completed
 measurement and verifies INCOMPLETE, not TAMPERED."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from rig.verify import INCOMPLETE, verify_run
+from rig.evidence.reader import read_run
+from rig.evidence.verify import INCOMPLETE, verify_run
 
 
 def _measurements(record):
     if not record.exists():
         return []
-    lines = record.read_bytes().split(b"\n")[:-1]  # a partial last line is not yet written
-    return [json.loads(x) for x in lines if b'"kind":"measurement"' in x]
+    return read_run(record).measurements  # a partial last line is not yet written: left out
 
 
 def test_sigkill_halfway_keeps_measurements_and_verifies_incomplete(tmp_path):

@@ -13,9 +13,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rig.errors import ConfigError
-from rig.record import FAIL, PASS, Measurement, RunRecord, canonical, judge, read_record
-from rig.results import FLAG_INF, FLAG_MISSING, ResultsDB, ResultsError, ingest_run
-from rig.stats import (
+from rig.evidence.format import Outcome, canonical
+from rig.evidence.measurement import Measurement, judge
+from rig.evidence.reader import read_record
+from rig.evidence.writer import RunRecord
+from rig.outputs.results import FLAG_INF, FLAG_MISSING, ResultsDB, ResultsError, ingest_run
+from rig.outputs.stats import (
     QuantityStats,
     capability,
     control_chart,
@@ -27,7 +30,8 @@ from rig.stats import (
 DATA = Path(__file__).parent / "data" / "results"
 MODEL = "TT-890"
 
-# Six units. Limits are what the profile would evaluate; verdicts come from rig.record.judge.
+PASS, FAIL = Outcome.PASS, Outcome.FAIL
+# Six units. Limits are what the profile would evaluate; verdicts come from judge().
 SETTLED_300 = [300.2, 299.8, 301.0, 300.5, 299.6, 300.9]  # TT-PERF-01 at set=300, 291 .. 309 N
 SETTLED_600 = [600.0, 601.0, 599.0, 600.5, 599.5, 600.0]  # TT-PERF-01 at set=600, 582 .. 618 N
 PEAK_300 = [310.0, 312.0, 309.0, 311.0, 316.0, 308.0]  # TT-PERF-04 at set=300, <= 315 N

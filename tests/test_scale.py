@@ -1,20 +1,14 @@
 """Verdicts do not depend on the emulator's time scale: timing-critical requirements measured
 at two scales give the same verdicts and the same device-time figures."""
 
-import json
-
+from rig.evidence.reader import read_run
 from rig.matrix import certify_emulated
 
 TIMED = ("TT-SAF-05", "TT-SAF-06", "TT-SAF-08")
 
 
 def _values(out):
-    values = {}
-    for line in out.record.read_text().splitlines():
-        obj = json.loads(line)
-        if obj["kind"] == "measurement":
-            values[(obj["requirement"], obj["name"], obj["note"])] = obj["value"]
-    return values
+    return {(m.requirement, m.name, m.note): m.value for m in read_run(out.record).measurements}
 
 
 def test_same_verdicts_and_device_times_at_scale_2_and_20(tmp_path):

@@ -16,37 +16,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rig.record import (
+from rig.evidence.format import (
     FIELDS,
     RecordError,
-    RunRecord,
     canonical,
-    evaluate,
     field_digests,
     line_hash,
     now_iso,
-    read_record,
-    verify_chain,
 )
-from rig.signing import (
+from rig.evidence.measurement import evaluate
+from rig.evidence.reader import is_torn_line, read_record, verify_chain
+from rig.evidence.signature import fingerprint
+from rig.evidence.signing import (
     KeyPermissionError,
     SigningError,
     cmd_sign,
-    fingerprint,
     public_key_hex,
     reviewer_key,
     sign_run,
     station_key,
 )
-from rig.verify import (
+from rig.evidence.verify import (
     INCOMPLETE,
     TAMPERED,
     UNSIGNED,
     VALID,
-    _is_torn_line,
     cmd_verify,
     verify_run,
 )
+from rig.evidence.writer import RunRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 STATION_ID = "TEST-STATION"
@@ -558,7 +556,7 @@ def test_a_partial_last_line_is_incomplete_with_a_note(tmp_path):
     ],
 )
 def test_torn_line_is_a_prefix_of_canonical_json(text, torn):
-    assert _is_torn_line(text.encode()) is torn
+    assert is_torn_line(text.encode()) is torn
 
 
 def test_a_run_killed_mid_way_keeps_every_completed_measurement(tmp_path):
@@ -569,7 +567,8 @@ def test_a_run_killed_mid_way_keeps_every_completed_measurement(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from rig.record import Measurement, RunRecord
+        from rig.evidence.measurement import Measurement
+        from rig.evidence.writer import RunRecord
         rec = RunRecord({str(run)!r})
         rec.start({{"model": "TT-890", "serial": "KILL"}})
         i = 0

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from ..errors import RigError
+from ..evidence.format import Outcome
 from ..plugin.events import (
     Event,
     Problem,
@@ -92,9 +93,9 @@ class CertifyConsole:
         from rich.table import Table
 
         from ..check import worst
-        from ..record import RunRecord
+        from ..evidence.reader import read_run
 
-        record = RunRecord.open(run.record_dir)
+        record = read_run(run.record_dir)  # the record as written, through the one reader
         profile = run.profile
         table = Table(title=f"{profile.model.name} certification", show_lines=False)
         for col in ("requirement", "quantity", "measured (worst)", "limit", "verdict"):
@@ -103,8 +104,8 @@ class CertifyConsole:
         for m in record.measurements:
             by_req.setdefault(m.requirement, []).append(m)
         for req in profile.requirements:
-            verdict = record.requirement_verdicts.get(req.id, "NOT RUN")
-            colour = {"PASS": "green", "FAIL": "red"}.get(verdict, "yellow")
+            verdict = record.verdicts.get(req.id, Outcome.NOT_RUN)
+            colour = {Outcome.PASS: "green", Outcome.FAIL: "red"}.get(verdict, "yellow")
             rows = list(worst(by_req.get(req.id, [])).values())
             if not rows:
                 table.add_row(
@@ -118,12 +119,12 @@ class CertifyConsole:
                     m.limit_text(),
                     f"[{colour}]{verdict}[/{colour}]"
                     if i == 0
-                    else ("" if m.verdict == "PASS" else "[red]FAIL[/red]"),
+                    else ("" if m.verdict == Outcome.PASS else "[red]FAIL[/red]"),
                 )
         self.console.print(table)
-        overall = run.verdict or "INCOMPLETE"
+        overall = record.verdict
         self.verdict = overall
-        colour = "green" if overall == "PASS" else "red"
+        colour = "green" if overall == Outcome.PASS else "red"
         header = record.header or {}
         if header.get("not_valid_for_release"):
             reason = header.get("calibration_override", {}).get("reason", "")
@@ -168,4 +169,4 @@ class CertifyConsole:
             )
         if self.verdict is None:
             return 2
-        return 0 if self.verdict == "PASS" and pytest_code == 0 else 1
+        return 0 if self.verdict == Outcome.PASS and pytest_code == 0 else 1

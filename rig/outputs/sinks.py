@@ -30,7 +30,7 @@ class StationSignature:
         """Sign the record as recorded by this station."""
         if run.record_dir is None:
             return
-        from ..signing import sign_run, station_key
+        from ..evidence.signing import sign_run, station_key
 
         sign_run(
             run.record_dir, station_key(), name=run.station_id, meaning="recorded", role="station"
@@ -48,7 +48,7 @@ class ResultsDatabase:
         """Ingest the run."""
         if run.record_dir is None:
             return
-        from ..results import ingest_run
+        from .results import ingest_run
 
         ingest_run(run.reports / "results.sqlite", run.record_dir)
 

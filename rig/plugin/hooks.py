@@ -11,7 +11,7 @@ import pytest
 
 from .. import __version__
 from ..errors import ConfigError, RigError, SafeStateError
-from ..record import PASS
+from ..evidence.format import Outcome, overall_verdict
 from .events import (
     Problem,
     RequirementConcluded,
@@ -24,7 +24,6 @@ from .sinks import EndedRun, deliver
 
 _OUTCOMES = pytest.StashKey[dict]()
 _PROBLEMS = pytest.StashKey[list]()
-NOT_RUN, INCOMPLETE, ERROR, FAIL = "NOT RUN", "INCOMPLETE", "ERROR", "FAIL"
 
 
 def requirement_of(item: pytest.Item) -> Any:
@@ -124,7 +123,7 @@ class RigPlugin:
         """After the body ran, fail the test if any of its measurements failed its limit."""
         result = yield
         chk = item.stash.get(CHECK_KEY, None)
-        if chk is not None and chk.verdict() != PASS:
+        if chk is not None and chk.verdict() != Outcome.PASS:
             raise AssertionError(chk.failure_text())
         return result
 
@@ -143,7 +142,7 @@ class RigPlugin:
             return report
         rs = self.session
         req = requirement_of(item)
-        verdict, note = NOT_RUN, ""
+        verdict, note = Outcome.NOT_RUN, ""
         if chk is not None:
             verdict, note = _conclusion(chk.verdict(), outcomes)
             if rs.record is not None:
@@ -221,12 +220,7 @@ class RigPlugin:
             wanted = [r.id for r in profile.requirements] if profile is not None else []
             got = record.requirement_verdicts
             missing = [r for r in wanted if r not in got]
-            if not complete:
-                verdict = INCOMPLETE
-            elif missing or any(v != PASS for v in got.values()) or rs.unsafe:
-                verdict = FAIL
-            else:
-                verdict = PASS
+            verdict = overall_verdict(got, required=wanted, complete=complete, unsafe=rs.unsafe)
             if profile is not None:
                 record.traceability(list(profile.requirements))
             record.end(
@@ -294,8 +288,8 @@ def _conclusion(verdict: str, outcomes: dict[str, tuple[str, Any]]) -> tuple[str
             and excinfo is not None
             and not excinfo.errisinstance(AssertionError)
         ):
-            verdict = ERROR if verdict == PASS or phase != "call" else verdict
+            verdict = Outcome.ERROR if verdict == Outcome.PASS or phase != "call" else verdict
             note = f"{phase}: {excinfo.typename}: {excinfo.value}"
             if phase != "call":
-                verdict = ERROR
+                verdict = Outcome.ERROR
     return verdict, note

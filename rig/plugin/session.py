@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from datetime import date
@@ -23,7 +22,9 @@ from ..bench.provision import (
     scale_of,
 )
 from ..errors import ConfigError
-from ..record import Measurement, RunRecord, now_iso
+from ..evidence.format import now_iso, slug
+from ..evidence.measurement import Measurement
+from ..evidence.writer import RunRecord
 from ..station import Station
 from .events import EventBus, MeasurementJudged, SafeStateChecked, TraceStored
 from .options import from_pytest
@@ -168,7 +169,7 @@ class RigSession:
         if self.record is None:
             serial = self.options["serial"] or "UNKNOWN"
             stamp = time.strftime("%Y%m%dT%H%M%S")
-            name = f"{self.model()}-{_slug(str(serial))}-{stamp}-{os.getpid()}"
+            name = f"{self.model()}-{slug(str(serial), strip=False)}-{stamp}-{os.getpid()}"
             self.record = LiveRecord(self.reports() / name, self.events)
             self.record.start(self.record_header())
         return self.record
@@ -244,10 +245,6 @@ class RigSession:
             if self.record is not None:
                 self.record.event(f"{prefix} NOT confirmed", error=error)
             self.events.publish(SafeStateChecked(confirmed=False, final=final, error=error))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def source_revision() -> str:

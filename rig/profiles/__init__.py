@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import math
 import re
 import tomllib
@@ -15,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from rig.errors import ConfigError, ProfileError
+from rig.evidence.format import canonical_value
 
 from .expr import Expr, ExprError, compile_expr
 
@@ -481,9 +481,13 @@ def load_profile(name_or_path: str | Path) -> Profile:
     loader = _ProfileLoader(str(profile_file))
     model, registers, rules, safe_state = loader.load(raw_profile)
     requirements = _RequirementLoader(str(req_file), model.name, registers, rules).load(raw_reqs)
-    req_hash = hashlib.sha256(_canonical(raw_reqs)).hexdigest()
+    req_hash = hashlib.sha256(
+        canonical_value(raw_reqs, ascii_only=False, allow_nan=False)
+    ).hexdigest()
     whole = hashlib.sha256(
-        _canonical({"profile": raw_profile, "requirements": raw_reqs})
+        canonical_value(
+            {"profile": raw_profile, "requirements": raw_reqs}, ascii_only=False, allow_nan=False
+        )
     ).hexdigest()
     return Profile(
         path=directory,
@@ -535,12 +539,6 @@ def _read_toml(file: Path) -> dict[str, Any]:
         lines = text.decode("utf-8").splitlines()
         source = lines[line - 1].strip() if 0 < line <= len(lines) else ""
         raise ProfileError(str(file), f"line {line}", source, f"valid TOML: {message}") from None
-
-
-def _canonical(data: object) -> bytes:
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 def _is_int(v: object) -> bool:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .record import GENESIS, canonical, now_iso
+from ..errors import ConfigError
+from ..evidence.format import Kind, Outcome, canonical_text, now_iso, record_number
+from ..evidence.reader import RunView, read_run
 
 SCHEMA_VERSION = 1
-INCOMPLETE = "INCOMPLETE"
 
 # value_flag says why `value` is NULL: SQL aggregates (AVG, MIN, ...) then see only finite numbers,
 # and "never happened" (inf) stays distinguishable from "not measured" (None in the record).
@@ -136,21 +136,10 @@ class StoredMeasurement:
 
 def bindings_key(bindings: dict[str, Any] | None) -> str:
     """The canonical text of a binding set: the same bindings always give the same key."""
-    return json.dumps(bindings or {}, sort_keys=True, separators=(",", ":"))
+    return canonical_text(bindings or {})
 
 
-def _num(x: Any) -> float | None:
-    """A record number: JSON numbers, or the strings the record writes for non-finite floats."""
-    if x is None or isinstance(x, bool):
-        return None
-    if isinstance(x, int | float):
-        return float(x)
-    if isinstance(x, str):
-        try:
-            return float(x)  # accepts "inf", "-inf", "NaN"
-        except ValueError:
-            return None
-    return None
+_num = record_number  # JSON numbers, or the strings the record writes for non-finite floats
 
 
 def _limit(x: Any) -> float | None:
@@ -187,34 +176,16 @@ class _Parsed:
     chain_intact: bool
 
 
-def _parse(path: Path, data: bytes) -> _Parsed:
-    raws = [r for r in data.splitlines() if r.strip()]
-    lines: list[dict[str, Any]] = []
-    intact = True
-    prev = GENESIS
-    end: dict[str, Any] | None = None
-    for raw in raws:
-        try:
-            line = json.loads(raw)
-        except json.JSONDecodeError:
-            # a torn last line is what a crash mid-write leaves; the run then has no end line
-            intact = intact and raw is raws[-1]
-            break
-        if not isinstance(line, dict):
-            intact = False
-            break
-        if end is None:
-            # the chain is checked up to the end line only: lines appended after it (e.g.
-            # signatures) are another author's business and must not disqualify the run
-            if line.get("prev") != prev or canonical(line) != raw:
-                intact = False
-            prev = hashlib.sha256(raw).hexdigest()
-        lines.append(line)
-        if line.get("kind") == "end" and end is None:
-            end = line
-    if not lines or lines[0].get("kind") != "header":
-        raise ResultsError(f"{path}: not a run record (no header line)")
-    return _Parsed(raws[0], lines[0], lines, end, intact)
+def _parse(view: RunView) -> _Parsed:
+    # the lines up to the first unreadable one (a torn last line is what a crash mid-write
+    # leaves; the run then has no end line); the chain is checked up to the end line only:
+    # lines appended after it (e.g. signatures) are another author's business and must not
+    # disqualify the run
+    lines = view.entries
+    if not lines or view.header is None or view.header_raw is None:
+        raise ResultsError(f"{view.path}: not a run record (no header line)")
+    end = next((x for x in lines if x.get("kind") == Kind.END), None)
+    return _Parsed(view.header_raw, view.header, lines, end, view.chain_intact(to_end=True))
 
 
 class ResultsDB:
@@ -275,18 +246,18 @@ class ResultsDB:
         its end line, or signed after), the stored run is replaced under the same id; an older,
         shorter copy never replaces a newer one.
         Incomplete runs are stored with complete = 0 and verdict INCOMPLETE, whatever they say."""
-        path = Path(run_dir)
-        if path.is_dir():
-            path = path / "record.jsonl"
         # one read: hashing what was parsed, so a line appended meanwhile is not marked as seen
-        data = path.read_bytes()
-        parsed = _parse(path, data)
+        view = read_run(run_dir)
+        path, data = view.path, view.data
+        parsed = _parse(view)
         record_sha = hashlib.sha256(data).hexdigest()
         header_sha = hashlib.sha256(parsed.header_raw).hexdigest()
         h, end = parsed.header, parsed.end
         complete = end is not None and end.get("complete", True) is not False
         verdict = (
-            str(end.get("verdict", INCOMPLETE)) if complete and end is not None else INCOMPLETE
+            str(end.get("verdict", Outcome.INCOMPLETE))
+            if complete and end is not None
+            else Outcome.INCOMPLETE
         )
         station = h.get("station") if isinstance(h.get("station"), dict) else {}
         emulated = station.get("emulated")
@@ -340,7 +311,7 @@ class ResultsDB:
         for i, line in enumerate(lines):
             kind = line.get("kind")
             seq = line.get("seq", i)
-            if kind == "measurement":
+            if kind == Kind.MEASUREMENT:
                 value, flag = _split_value(line.get("value"))
                 ms.append(
                     (
@@ -362,7 +333,7 @@ class ResultsDB:
                         line.get("trace"),
                     )
                 )
-            elif kind == "requirement":
+            elif kind == Kind.REQUIREMENT:
                 rs.append(
                     (
                         run_id,

@@ -18,48 +18,23 @@ Keys are PEM files (PKCS#8) readable by their owner only: the station's at
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import ConfigError, RigError
-from .record import RECORD_NAME, RunRecord, canonical, line_hash
+from ..errors import ConfigError, RigError
+from .format import RECORD_NAME, run_paths, slug
+from .reader import read_run
+from .signature import ALGORITHM, MEANINGS, REVIEWER, fingerprint, manifest
+from .verify import INCOMPLETE, TAMPERED, verify_run, verify_view
+from .writer import RunRecord
 
-ALGORITHM = "Ed25519"
-MANIFEST_PURPOSE = "spinal-rig run record signature v1"
-STATION, REVIEWER = "station", "reviewer"
-# what each role may mean by its signature (§11.50(a)(3)); anything else is refused
-MEANINGS: Mapping[str, frozenset[str]] = {
-    STATION: frozenset({"recorded"}),
-    REVIEWER: frozenset({"reviewed", "approved"}),
-}
 KEY_DIR_ENV = "RIG_KEY_DIR"
 STATION_KEY_NAME = "station_ed25519.pem"
-# the fields of a signature line, besides the record's own (seq, kind, time, prev, fields)
-SIGNATURE_FIELDS = (
-    "name",
-    "meaning",
-    "role",
-    "signed_at",
-    "algorithm",
-    "public_key",
-    "fingerprint",
-    "chain_head",
-    "signed_lines",
-    "header_sha256",
-    "model",
-    "serial",
-    "signature",
-)
 
 
 class KeyPermissionError(ConfigError):
@@ -178,61 +153,15 @@ def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     return raw.hex()
 
 
-def fingerprint(public_hex: str) -> str:
-    """The key's fingerprint: `SHA256:` and the SHA-256 of the raw public key, hex."""
-    return "SHA256:" + hashlib.sha256(bytes.fromhex(public_hex)).hexdigest()
-
-
 def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
-    if not slug:
+    # the file-name part of a reviewer's key: lower case, words joined by "-"
+    name_slug = slug(name, keep="", fill="-", lower=True)
+    if not name_slug:
         raise ConfigError(f"signer name {name!r}: expected letters or digits")
-    return slug
+    return name_slug
 
 
-# --------------------------------------------------------------------------- the manifest
-
-
-def manifest(
-    *,
-    chain_head: str,
-    signed_lines: int,
-    header_sha256: str,
-    model: Any,
-    serial: Any,
-    name: str,
-    meaning: str,
-    role: str,
-    signed_at: str,
-    public_key: str,
-) -> bytes:
-    """The canonical bytes a signature is made over: what it binds together."""
-    return canonical(
-        {
-            "purpose": MANIFEST_PURPOSE,
-            "algorithm": ALGORITHM,
-            "chain_head": chain_head,
-            "signed_lines": signed_lines,
-            "header_sha256": header_sha256,
-            "model": model,
-            "serial": serial,
-            "name": name,
-            "meaning": meaning,
-            "role": role,
-            "signed_at": signed_at,
-            "public_key": public_key,
-        }
-    )
-
-
-def verify_signature(public_hex: str, signature_hex: str, message: bytes) -> bool:
-    """True if `signature_hex` is the Ed25519 signature of `message` by `public_hex`."""
-    try:
-        pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
-        pub.verify(bytes.fromhex(signature_hex), message)
-    except (ValueError, InvalidSignature):
-        return False
-    return True
+# --------------------------------------------------------------------------- meanings
 
 
 def check_meaning(role: str, meaning: str) -> None:
@@ -269,13 +198,14 @@ def sign_run(
     station signing at the end of its run). The record is verified first: an altered record, one
     with a partial last line, or one without its end line is refused (SigningError), so that
     nobody signs what `rig verify` would not accept."""
-    from .verify import INCOMPLETE, TAMPERED, verify_run
-
     check_meaning(role, meaning)
     name = _check_name(name)
     record = run if isinstance(run, RunRecord) else None
-    run_dir = record.directory if record is not None else _run_dir(Path(run))
-    report = verify_run(run_dir)
+    # read once: what is verified here is what the signature is appended to (the append is
+    # refused should the file change in between)
+    view = read_run(record.path if record is not None else run)
+    run_dir = view.directory
+    report = verify_view(view)
     if report.status == TAMPERED:
         raise SigningError(
             f"{run_dir}: not signing an altered record: " + "; ".join(report.problems[:5])
@@ -284,10 +214,9 @@ def sign_run(
         why = "; ".join(report.notes[:2]) or "it has no end line"
         raise SigningError(f"{run_dir}: not signing an incomplete record ({why})")
     if record is None:
-        record = RunRecord.open(run_dir)
-    first = record.path.read_bytes().split(b"\n", 1)[0]
-    header = json.loads(first)  # as it reads back, which is what the verifier will see
-    header_sha = line_hash(first)
+        record = RunRecord.open(run_dir, view=view)
+    header = view.lines[0] or {}  # as it reads back, which is what the verifier will see
+    header_sha = view.hashes[0]
     pub = public_key_hex(key)
     fp = fingerprint(pub)
 
@@ -323,19 +252,13 @@ def sign_run(
     return record.append_at_head("signature", body)
 
 
-def _run_dir(path: Path) -> Path:
-    return path.parent if path.name == RECORD_NAME else path
-
-
 def cmd_sign(args: argparse.Namespace) -> int:
     """`rig sign RUN --name NAME --meaning reviewed|approved [--key PEM]`: a person's signature.
 
     Exit codes: 0 signed; 1 refused (the record is altered or incomplete); 2 usage error (no
     such run, bad meaning, unusable key)."""
-    from .verify import verify_run
-
-    run_dir = _run_dir(Path(args.run))
-    if not (run_dir / RECORD_NAME).is_file():
+    _, record_path = run_paths(args.run)
+    if not record_path.is_file():
         print(f"error: {args.run} is not a run directory (no {RECORD_NAME})", file=sys.stderr)
         return 2
     try:
@@ -353,14 +276,14 @@ def cmd_sign(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        line = sign_run(run_dir, key, name=name, meaning=args.meaning, role=REVIEWER)
+        line = sign_run(record_path, key, name=name, meaning=args.meaning, role=REVIEWER)
     except RigError as e:
         print(f"refused: {e}", file=sys.stderr)
         return 1
     print(
-        f"signed {run_dir / RECORD_NAME}: {line['name']} ({line['role']}), "
+        f"signed {record_path}: {line['name']} ({line['role']}), "
         f"{line['meaning']}, {line['signed_at']}, key {line['fingerprint']}"
     )
-    report = verify_run(run_dir)
+    report = verify_run(record_path)
     print(report.as_text())
     return 0

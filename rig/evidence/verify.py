@@ -13,7 +13,7 @@ Status, and the exit code of `rig verify`:
 
     VALID       0  intact, ended, and signed by the station
     TAMPERED    1  anything altered, deleted, inserted, reordered, or a signature that fails
-    (usage)     2  no such run directory or record (`cmd_verify`; verify_run raises RecordError)
+    (usage)     2  no such run directory or record (`cmd_verify`; verify_run raises NoRecordError)
     INCOMPLETE  3  intact as far as it goes, but no end line (a run stopped or killed mid-way),
                    or a last line cut short without its newline (a crash during a write)
     UNSIGNED    4  intact and ended, but no station signature
@@ -28,34 +28,30 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .record import (
-    FIELDS,
-    GENESIS,
-    RECORD_NAME,
-    RecordError,
-    canonical,
-    field_digests,
-    line_hash,
-)
-from .signing import (
-    MEANINGS,
-    SIGNATURE_FIELDS,
-    STATION,
-    fingerprint,
-    manifest,
-    verify_signature,
-)
+from .format import FIELDS, RecordError, field_digests
+from .reader import RunView, Tail, Unreadable, read_run
+from .signature import MEANINGS, SIGNATURE_FIELDS, STATION, fingerprint, manifest, verify_signature
 
-VALID, TAMPERED, INCOMPLETE, UNSIGNED = "VALID", "TAMPERED", "INCOMPLETE", "UNSIGNED"
+
+class Status(StrEnum):
+    """What `rig verify` says of a record (not of the unit: that is its Outcome)."""
+
+    VALID = "VALID"
+    TAMPERED = "TAMPERED"
+    INCOMPLETE = "INCOMPLETE"
+    UNSIGNED = "UNSIGNED"
+
+
+VALID, TAMPERED, INCOMPLETE, UNSIGNED = Status
 EXIT_CODES = {VALID: 0, TAMPERED: 1, INCOMPLETE: 3, UNSIGNED: 4}
 EXIT_USAGE = 2
 MEANING_OF = {
@@ -143,27 +139,17 @@ class VerifyReport:
         return "\n".join(out)
 
 
-def resolve_run(run: Path | str) -> tuple[Path, Path]:
-    """(run directory, record file) of a run directory or a record.jsonl path.
-
-    Raises RecordError if there is no record there (a usage error: exit code 2)."""
-    path = Path(run)
-    if path.is_dir():
-        record = path / RECORD_NAME
-    else:
-        record, path = path, path.parent
-    if not record.is_file():
-        raise RecordError(f"{run}: not a run directory or record ({RECORD_NAME} not found)")
-    return path, record
-
-
 def verify_run(run: Path | str, *, trusted_keys: Iterable[str] | None = None) -> VerifyReport:
     """Verify a run directory (or its record.jsonl): see the module docstring for the statuses.
 
     `trusted_keys`: fingerprints (`SHA256:...`) or public keys (hex) of the keys allowed to sign;
     a signature by any other key is then invalid. Without it, any key that verifies counts."""
-    run_dir, path = resolve_run(run)
-    return _Verifier(run_dir, path, path.read_bytes(), trusted_keys).run()
+    return verify_view(read_run(run), trusted_keys=trusted_keys)
+
+
+def verify_view(view: RunView, *, trusted_keys: Iterable[str] | None = None) -> VerifyReport:
+    """Verify a record already read (rig.evidence.reader.read_run): see verify_run."""
+    return _Verifier(view, trusted_keys).run()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -181,17 +167,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 class _Verifier:
-    def __init__(
-        self, run_dir: Path, path: Path, data: bytes, trusted: Iterable[str] | None
-    ) -> None:
-        self.run_dir, self.path, self.data = run_dir, path, data
+    def __init__(self, view: RunView, trusted: Iterable[str] | None) -> None:
+        self.view = view
+        self.run_dir, self.path = view.directory, view.path
         self.trusted = _trusted_set(trusted) if trusted is not None else None
         self.problems: list[str] = []
         self.notes: list[str] = []
-        self.raws: list[bytes] = []
-        self.lines: list[dict[str, Any] | None] = []
-        self.hashes: list[str] = []
-        self.torn = False
+        # the reader split, parsed and chained the lines; the checks here explain what it found
+        self.raws = view.raws
+        self.lines = view.lines
+        self.hashes = view.hashes
+        self.torn = view.torn
         # lines whose own bytes are known altered, and lines whose place in the chain is known
         # wrong: a chain break next to them is explained and not reported twice
         self.altered: set[int] = set()
@@ -250,52 +236,31 @@ class _Verifier:
 
     # -- lines -------------------------------------------------------------------------------
     def split(self) -> None:
-        parts = self.data.split(b"\n")
-        tail = parts.pop()  # b"" when the file ends with its newline, as written
-        self.raws = parts
-        if not tail:
-            return
-        n = len(parts) + 1
-        try:
-            obj = json.loads(tail)
-        except (ValueError, RecursionError):
-            obj = None
-        if isinstance(obj, dict) and canonical(obj) == tail:
+        n = len(self.view.raws) + (self.view.tail != Tail.UNTERMINATED)
+        if self.view.tail == Tail.UNTERMINATED:
             # the write got all but its newline: checked like any line, but the run is not over
-            self.raws.append(tail)
-            self.torn = True
             self.notes.append(
-                f"line {n} (seq {obj.get('seq')}) lacks its newline: its write was cut short, "
-                "so the record is incomplete"
+                f"line {n} (seq {(self.lines[-1] or {}).get('seq')}) lacks its newline: its "
+                "write was cut short, so the record is incomplete"
             )
-        elif obj is None and _is_torn_line(tail):
-            self.torn = True
+        elif self.view.tail == Tail.TORN:
             self.notes.append(
-                f"line {n} is partial ({len(tail)} bytes, no newline): a write cut short by a "
-                "crash or power loss; it is not part of the record"
+                f"line {n} is partial ({len(self.view.tail_bytes)} bytes, no newline): a write "
+                "cut short by a crash or power loss; it is not part of the record"
             )
-        else:
+        elif self.view.tail == Tail.FOREIGN:
             self.problem(
                 f"line {n}: bytes after the last line that are not a record line nor the start "
                 "of one (altered or appended)"
             )
 
     def parse(self) -> None:
-        for i, raw in enumerate(self.raws):
-            obj: Any = None
-            if not raw.strip():
-                self.problem(f"line {i + 1}: empty line (inserted)", line=i)
-            else:
-                try:
-                    obj = json.loads(raw)
-                except (ValueError, RecursionError):  # nesting deep enough to overflow: forged
-                    self.problem(f"line {i + 1}: not JSON (bytes altered)", line=i)
-                if obj is not None and not isinstance(obj, dict):
-                    self.problem(f"line {i + 1}: not a JSON object (altered)", line=i)
-                    obj = None
-            self.lines.append(obj)
-            self.hashes.append(line_hash(raw))
-            if obj is not None and canonical(obj) != raw:
+        noncanonical = set(self.view.noncanonical)
+        for i in range(len(self.raws)):
+            why = self.view.unreadable.get(i)
+            if why is not None:
+                self.problem(f"line {i + 1}: {_UNREADABLE[why]}", line=i)
+            elif i in noncanonical:
                 self.problem(
                     f"{self.label(i)}: not in canonical form (its bytes were edited)", line=i
                 )
@@ -405,13 +370,7 @@ class _Verifier:
     def check_chain(self) -> None:
         n = len(self.lines)
         index_of = {h: i for i, h in enumerate(self.hashes)}
-
-        def broken(i: int) -> bool:
-            obj = self.lines[i]
-            expect = GENESIS if i == 0 else self.hashes[i - 1]
-            return obj is not None and obj.get("prev") != expect
-
-        breaks = [i for i in range(n) if broken(i)]
+        breaks = self.view.breaks  # found once, by the reader
         for i in breaks:
             if i == 0:
                 if 0 not in self.altered and 0 not in self.misplaced:
@@ -635,6 +594,13 @@ class _Verifier:
 # --------------------------------------------------------------------------- helpers
 
 
+_UNREADABLE = {
+    Unreadable.EMPTY: "empty line (inserted)",
+    Unreadable.NOT_JSON: "not JSON (bytes altered)",
+    Unreadable.NOT_OBJECT: "not a JSON object (altered)",
+}
+
+
 def _str_or_none(x: Any) -> str | None:
     return None if x is None else str(x)
 
@@ -652,80 +618,3 @@ def _trusted_set(keys: Iterable[str]) -> set[str]:
             out.add(k)  # a fingerprint ...
             out.add(fingerprint(k).removeprefix("SHA256:"))  # ... or a public key
     return out
-
-
-_STR = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*'
-_STRING = re.compile(_STR + '"')
-_STRING_START = re.compile(_STR + r"(?:\\(?:u[0-9a-fA-F]{0,3})?)?\Z")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_NUMBER_START = re.compile(r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*|(?:\.[0-9]+)?[eE][-+]?[0-9]*)?)?")
-_LITERALS = ("true", "false", "null")
-
-
-def _is_torn_line(tail: bytes) -> bool:
-    """True if `tail` is a proper prefix of a canonical JSON object: what a write cut short
-    leaves. A complete object followed by anything, or any byte a record line cannot hold,
-    is not (that is an alteration, not a crash)."""
-    try:
-        text = tail.decode("ascii")  # canonical lines are ASCII (non-ASCII is \\u-escaped)
-    except UnicodeDecodeError:
-        return False
-    if not text.startswith("{"):
-        return False
-    stack: list[str] = []
-    state = "value"
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if state in ("value", "value_or_close"):
-            if state == "value_or_close" and c == "]":
-                stack.pop()
-                i, state = i + 1, "after"
-            elif c in "{[":
-                stack.append("}" if c == "{" else "]")
-                i, state = i + 1, "key_or_close" if c == "{" else "value_or_close"
-            elif c == '"':
-                m = _STRING.match(text, i)
-                if m is None:
-                    return _STRING_START.match(text, i) is not None
-                i, state = m.end(), "after"
-            elif c == "-" or c.isdigit():
-                j = i
-                while j < n and text[j] in "+-.eE0123456789":
-                    j += 1
-                if j == n:
-                    return _NUMBER_START.fullmatch(text, i) is not None
-                if _NUMBER.fullmatch(text, i, j) is None:
-                    return False
-                i, state = j, "after"
-            else:
-                lit = next((x for x in _LITERALS if text.startswith(x, i)), None)
-                if lit is None:
-                    return any(x.startswith(text[i:]) for x in _LITERALS)
-                i, state = i + len(lit), "after"
-        elif state in ("key", "key_or_close"):
-            if state == "key_or_close" and c == "}":
-                stack.pop()
-                i, state = i + 1, "after"
-                continue
-            if c != '"':
-                return False
-            m = _STRING.match(text, i)
-            if m is None:
-                return _STRING_START.match(text, i) is not None
-            i, state = m.end(), "colon"
-        elif state == "colon":
-            if c != ":":
-                return False
-            i, state = i + 1, "value"
-        else:  # after a value
-            if not stack:
-                return False  # something after a complete object
-            if c == ",":
-                i, state = i + 1, "key" if stack[-1] == "}" else "value"
-            elif c == stack[-1]:
-                stack.pop()
-                i += 1
-            else:
-                return False
-    return bool(stack)

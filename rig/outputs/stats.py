@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .record import PASS
+from ..errors import ConfigError
+from ..evidence.format import Outcome, limit_text, number_text, slug
 from .results import ResultsDB, StoredMeasurement, bindings_key
+
+# statistics show more digits than a certificate: a mean of 300.3333 is not "300.3"
+_DIGITS = {"digits": 6, "exact_below": 1e9}
+_fmt = partial(number_text, **_DIGITS)
 
 
 @dataclass(frozen=True)
@@ -103,24 +107,8 @@ class QuantityStats:
         return ", ".join(f"{k}={_fmt(v)}" for k, v in self.bindings.items()) or "-"
 
     def limit_text(self) -> str:
-        """The limit as a person reads it."""
-        if self.equals is not None:
-            return f"= {_fmt(self.equals)}"
-        if self.low is not None and self.high is not None:
-            return f"{_fmt(self.low)} .. {_fmt(self.high)}"
-        if self.high is not None:
-            return f"<= {_fmt(self.high)}"
-        if self.low is not None:
-            return f">= {_fmt(self.low)}"
-        return "-"
-
-
-def _fmt(x: Any, digits: int = 6) -> str:
-    if isinstance(x, float):
-        if x.is_integer() and abs(x) < 1e9:
-            return str(int(x))
-        return f"{x:.{digits}g}"
-    return str(x)
+        """The limit as a person reads it (the unit has a column of its own)."""
+        return limit_text(self.low, self.high, self.equals, **_DIGITS)
 
 
 def _group_key(m: StoredMeasurement) -> tuple[Any, ...]:
@@ -149,7 +137,7 @@ def requirement_stats(
     for key, ms in groups.items():
         req, name, _, unit, low, high, equals = key
         cap = capability([m.value for m in ms], low, high, equals)
-        passes = sum(m.verdict == PASS for m in ms)
+        passes = sum(m.verdict == Outcome.PASS for m in ms)
         rows.append(
             QuantityStats(
                 requirement=req,
@@ -280,7 +268,7 @@ def control_chart(
             ms=4,
             label="value",
         )
-        bad = [(i, m) for i, m in fin if m.verdict != PASS]
+        bad = [(i, m) for i, m in fin if m.verdict != Outcome.PASS]
         if bad:
             ax.plot(
                 [i for i, _ in bad],
@@ -289,7 +277,7 @@ def control_chart(
                 marker="o",
                 ms=6,
                 color="#c00000",
-                label="FAIL",
+                label=Outcome.FAIL,
             )
         if cap.mean is not None:
             ax.axhline(cap.mean, color="#2e7d32", lw=1.0, label=f"mean {_fmt(cap.mean)}")
@@ -353,10 +341,6 @@ def _finite(v: float | None) -> bool:
     return v is not None and math.isfinite(v)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
-
-
 def stats_command(
     db_path: Path,
     model: str,
@@ -402,7 +386,7 @@ def stats_command(
                 if key in seen or r.std is None:
                     continue
                 seen.add(key)
-                stem = _slug(f"{model}_{r.requirement}_{r.name}_{r.binding_text()}")
+                stem = slug(f"{model}_{r.requirement}_{r.name}_{r.binding_text()}", keep="_.=-")
                 written.append(
                     control_chart(
                         db,
