@@ -108,7 +108,8 @@ def from_pytest(config: pytest.Config) -> dict[str, Any]:
 def add_to_argparse(parser: argparse.ArgumentParser) -> None:
     """Every option on an argparse parser (`rig certify`), typed, with the table's default."""
     for o in OPTIONS:
-        kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if o.cli == "hidden" else o.help}
+        shown = o.help if o.default is None else f"{o.help} (default {_text(o.default)})"
+        kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if o.cli == "hidden" else shown}
         if o.cli == "positional":
             parser.add_argument(o.dest, **kwargs)
             continue
