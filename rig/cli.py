@@ -82,6 +82,7 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .emulators.bench import emulated_models
+    from .evidence.format import Outcome
     from .matrix import certify_emulated
 
     console = Console(width=max(Console().width, 110))
@@ -103,7 +104,7 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
         table.add_column(col)
     ok = True
     for model, out in outcomes.items():
-        good = out.overall == "PASS"
+        good = out.overall == Outcome.PASS
         ok &= good
         colour = "green" if good else "red"
         failed = sorted(out.failing())
