@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -135,7 +136,10 @@ class EventBus:
         # one delivery at a time: every subscriber sees the events in the same order;
         # re-entrant so that a subscriber may publish
         self._deliver = threading.RLock()
-        self.failures: list[tuple[Subscriber, Event, BaseException]] = []
+        # the latest failures, for whoever asks; bounded: a view broken for good fails on every
+        # event of a long run
+        self.failures: deque[tuple[Subscriber, Event, BaseException]] = deque(maxlen=100)
+        self._reported: set[int] = set()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Follow every event from now on; returns a function that unsubscribes."""
@@ -159,4 +163,11 @@ class EventBus:
                     sub(event)
                 except Exception as e:  # a broken view must not break the run
                     self.failures.append((sub, event, e))
-                    log.warning("event subscriber %r failed on %s: %r", sub, event.kind, e)
+                    if id(sub) not in self._reported:  # once per subscriber, with the traceback
+                        self._reported.add(id(sub))
+                        log.warning(
+                            "event subscriber %r failed on %s (later failures not logged)",
+                            sub,
+                            event.kind,
+                            exc_info=e,
+                        )
