@@ -11,7 +11,9 @@ from typing import Any
 from ..errors import ConfigError
 from ..station import ROLE_MODELS, Station, load_station
 
-EMULATOR_MODES = ("subprocess", "inprocess")
+EMULATOR_MODES = ("subprocess", "inprocess")  # the first is the default
+# a device second in 50 ms of wall time: the host keeps WATCHDOG_MS / 20 between heartbeats
+DEFAULT_SCALE = 20.0
 NO_MODEL = (
     "no table model given: pass --model (e.g. --model TT-890) or set rig_model in the ini file"
 )
@@ -42,9 +44,9 @@ class BenchRequest:
 
     model: str | None
     station_file: str | None = None
-    scale: float = 20.0
+    scale: float = DEFAULT_SCALE
     defects: tuple[str, ...] = ()
-    emulator: str = "subprocess"
+    emulator: str = EMULATOR_MODES[0]
     serial: str = ""  # as scanned: an emulated table reports it when it is a number
     cal_due: str | None = None  # emulated bench only: what its instruments report
 
@@ -85,7 +87,7 @@ def check_request(
         raise ConfigError(
             "--defect seeds defects in an emulated bench; it cannot be used with --station"
         )
-    mode = str(values.get("emulator") or "subprocess")
+    mode = str(values.get("emulator") or EMULATOR_MODES[0])
     if not station and mode not in EMULATOR_MODES:
         raise ConfigError(f"--emulator {mode!r}: expected 'subprocess' or 'inprocess'")
     if chosen and defects:
@@ -96,7 +98,7 @@ def check_request(
     return BenchRequest(
         model=str(name) if name else None,
         station_file=str(station) if station else None,
-        scale=scale_of(20.0 if raw_scale is None else raw_scale),
+        scale=scale_of(DEFAULT_SCALE if raw_scale is None else raw_scale),
         defects=chosen,
         emulator=mode,
         serial=str(values.get("serial") or ""),

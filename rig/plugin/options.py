@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from ..bench.provision import DEFAULT_SCALE, EMULATOR_MODES
+
 
 @dataclass(frozen=True)
 class Option:
@@ -46,7 +48,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--operator", "rig_operator", "name of the operator"),
     Option("--reports", "rig_reports", "directory for run records", default="reports"),
-    Option("--scale", "rig_scale", "time scale of the emulated bench", default=20.0, type=float),
+    Option(
+        "--scale",
+        "rig_scale",
+        "time scale of the emulated bench",
+        default=DEFAULT_SCALE,
+        type=float,
+    ),
     Option(
         "--defect",
         "rig_defects",
@@ -57,8 +65,8 @@ OPTIONS: tuple[Option, ...] = (
         "--emulator",
         "rig_emulator",
         "run the emulated bench in a 'subprocess' or 'inprocess'",
-        default="subprocess",
-        choices=("subprocess", "inprocess"),
+        default=EMULATOR_MODES[0],
+        choices=EMULATOR_MODES,
     ),
     Option(
         "--calibration-override",
