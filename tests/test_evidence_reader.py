@@ -96,3 +96,19 @@ def test_a_reopened_record_knows_its_requirement_tests(tmp_path):
     rec.end(Outcome.FAIL)
     run = read_run(tmp_path)
     assert run.chain_intact(to_end=False) and run.verdict == "FAIL"
+
+
+def test_a_second_end_line_chained_on_later_is_not_the_runs_word(tmp_path):
+    """Anyone can chain a line to a record (the chain has no key): an "end PASS" appended after
+    the run's own "end FAIL" must not turn the run into a pass for any reader."""
+    from rig.evidence.verify import TAMPERED, verify_run
+    from rig.outputs.results import ResultsDB
+
+    write(tmp_path / "run")
+    RunRecord.open(tmp_path / "run").end(Outcome.PASS, complete=True, not_run=[])
+    run = read_run(tmp_path / "run")
+    assert run.verdict == "FAIL" and run.chain_intact(to_end=False)
+    assert verify_run(tmp_path / "run").status == TAMPERED
+    with ResultsDB(tmp_path / "r.sqlite") as db:
+        db.ingest(tmp_path / "run")
+        assert [r.verdict for r in db.runs()] == ["FAIL"]

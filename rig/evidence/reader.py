@@ -167,10 +167,11 @@ class RunView:
 
     @property
     def end(self) -> dict[str, Any] | None:
-        """The end line (the last, should there be more than one), or None: the run did not end.
-        Signatures follow it, so it is not necessarily the last line."""
-        ends = self.of_kind(Kind.END)
-        return ends[-1] if ends else None
+        """The end line, or None: the run did not end. Signatures follow it, so it is not
+        necessarily the last line. Should there be more than one, the first: anyone can chain
+        a line to a record, so a later "end" is an insertion (rig verify says TAMPERED), never
+        the run's word."""
+        return next((x for x in self.entries if x.get("kind") == Kind.END), None)
 
     @property
     def ended(self) -> bool:

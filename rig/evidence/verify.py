@@ -191,8 +191,8 @@ class _Verifier:
             self.misplaced.add(placed)
 
     def run(self) -> VerifyReport:
-        self.split()
-        self.parse()
+        self.check_tail()
+        self.check_lines()
         self.check_fields()
         self.check_order()
         faults = self.check_signatures()
@@ -235,7 +235,7 @@ class _Verifier:
         )
 
     # -- lines -------------------------------------------------------------------------------
-    def split(self) -> None:
+    def check_tail(self) -> None:
         n = len(self.view.raws) + (self.view.tail != Tail.UNTERMINATED)
         if self.view.tail == Tail.UNTERMINATED:
             # the write got all but its newline: checked like any line, but the run is not over
@@ -254,7 +254,7 @@ class _Verifier:
                 "of one (altered or appended)"
             )
 
-    def parse(self) -> None:
+    def check_lines(self) -> None:
         noncanonical = set(self.view.noncanonical)
         for i in range(len(self.raws)):
             why = self.view.unreadable.get(i)

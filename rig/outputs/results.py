@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..evidence.format import Kind, Outcome, canonical_text, now_iso, record_number
-from ..evidence.reader import RunView, read_run
+from ..evidence.format import Kind, canonical_text, now_iso, record_number
+from ..evidence.reader import read_run
 
 SCHEMA_VERSION = 1
 
@@ -167,27 +167,6 @@ def _join_value(value: float | None, flag: str | None) -> float | None:
     }.get(flag or "", value)
 
 
-@dataclass
-class _Parsed:
-    header_raw: bytes
-    header: dict[str, Any]
-    lines: list[dict[str, Any]]
-    end: dict[str, Any] | None
-    chain_intact: bool
-
-
-def _parse(view: RunView) -> _Parsed:
-    # the lines up to the first unreadable one (a torn last line is what a crash mid-write
-    # leaves; the run then has no end line); the chain is checked up to the end line only:
-    # lines appended after it (e.g. signatures) are another author's business and must not
-    # disqualify the run
-    lines = view.entries
-    if not lines or view.header is None or view.header_raw is None:
-        raise ResultsError(f"{view.path}: not a run record (no header line)")
-    end = next((x for x in lines if x.get("kind") == Kind.END), None)
-    return _Parsed(view.header_raw, view.header, lines, end, view.chain_intact(to_end=True))
-
-
 class ResultsDB:
     """The results database (SQLite file, schema created on first use).
 
@@ -248,17 +227,11 @@ class ResultsDB:
         Incomplete runs are stored with complete = 0 and verdict INCOMPLETE, whatever they say."""
         # one read: hashing what was parsed, so a line appended meanwhile is not marked as seen
         view = read_run(run_dir)
-        path, data = view.path, view.data
-        parsed = _parse(view)
+        path, data, h, end = view.path, view.data, view.header, view.end
+        if h is None or view.header_raw is None:
+            raise ResultsError(f"{path}: not a run record (no header line)")
         record_sha = hashlib.sha256(data).hexdigest()
-        header_sha = hashlib.sha256(parsed.header_raw).hexdigest()
-        h, end = parsed.header, parsed.end
-        complete = end is not None and end.get("complete", True) is not False
-        verdict = (
-            str(end.get("verdict", Outcome.INCOMPLETE))
-            if complete and end is not None
-            else Outcome.INCOMPLETE
-        )
+        header_sha = hashlib.sha256(view.header_raw).hexdigest()
         station = h.get("station") if isinstance(h.get("station"), dict) else {}
         emulated = station.get("emulated")
         run_row = {
@@ -272,9 +245,11 @@ class ResultsDB:
             "operator": h.get("operator"),
             "started": h.get("started") or h.get("time"),
             "ended": end.get("time") if end else None,
-            "verdict": verdict,
-            "complete": int(complete),
-            "chain_intact": int(parsed.chain_intact),
+            "verdict": str(view.verdict),
+            "complete": int(view.complete),
+            # up to the end line only: lines appended after it (signatures) are another
+            # author's business and must not disqualify the run
+            "chain_intact": int(view.chain_intact(to_end=True)),
             "emulated": None if emulated is None else int(bool(emulated)),
             "rig_version": h.get("rig_version"),
             "source_revision": h.get("source_revision"),
@@ -303,7 +278,9 @@ class ResultsDB:
                 )
                 self.conn.execute("DELETE FROM measurements WHERE run_id = ?", (run_id,))
                 self.conn.execute("DELETE FROM requirement_verdicts WHERE run_id = ?", (run_id,))
-            self._insert_lines(run_id, parsed.lines)
+            # the lines up to the first unreadable one (a torn last line is what a crash
+            # mid-write leaves; the run then has no end line)
+            self._insert_lines(run_id, view.entries)
         return run_id
 
     def _insert_lines(self, run_id: int, lines: list[dict[str, Any]]) -> None:
