@@ -50,7 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, RigPlugin.name)
     config.stash[PLUGIN_KEY] = plugin
     config.stash[SESSION_KEY] = plugin.session
-    config.hook.pytest_rig_subscribe(config=config, events=plugin.session.events)
+    config.hook.pytest_rig_subscribe.call_historic(
+        kwargs={"config": config, "events": plugin.session.events}
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
