@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from rig.errors import ConfigError
-from rig.report import HOW_TO_GET_NODE, build_report
+from rig.outputs.report import HOW_TO_GET_NODE, build_report
 
 
 def _results(tmp_path):

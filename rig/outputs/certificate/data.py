@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
-from ...check import worst
 from ...errors import ConfigError, RigError
 from ...evidence.format import Kind, Outcome, severity
 from ...evidence.measurement import Measurement
 from ...evidence.reader import read_run
 from ...evidence.verify import MEANING_OF, TAMPERED, VerifyReport, verify_view
+from ...procedures.check import worst
 from ...profiles import Profile, load_profile
 
 PASS, FAIL, INCOMPLETE, INVALID = Outcome.PASS, Outcome.FAIL, Outcome.INCOMPLETE, Outcome.INVALID

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ALLURE_VERSION = "3.18.0"  # pinned like every other dependency
 HOW_TO_GET_NODE = (

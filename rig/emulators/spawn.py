@@ -1,0 +1,169 @@
+"""An emulated bench in a child process: start it, get its station, stop it.
+
+The command line of the child is known here only: `spawn_bench()` runs
+`python -m rig.emulators.spawn MODEL ...`, which serves the bench until SIGTERM and writes a
+station file once it serves. `rig emulate` is the same program with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..station import ROLE_MODELS, Station, load_station, station_toml
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a served bench (`rig emulate` and the child process)."""
+    parser.add_argument("model")
+    parser.add_argument("--scale", type=float, default=1.0, help="device seconds per wall second")
+    parser.add_argument("--defect", action="append", help="seed a named defect (see `rig defects`)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--station-out", help="write a station file for this bench here")
+    parser.add_argument("--plc-serial", type=int, help="the SERIAL the emulated PLC reports")
+    parser.add_argument(
+        "--cal-due", help="calibration due date (YYYY-MM-DD) the instruments report"
+    )
+    parser.add_argument("--quiet", action="store_true")
+
+
+def serve(args: argparse.Namespace, announce: Callable[..., None] | None = None) -> int:
+    """Serve an emulated bench on 127.0.0.1 until SIGTERM or Ctrl-C; write its station file
+    (whole, at once: readers poll for it) and `announce(bench, station, text)` once it serves."""
+    from .bench import EmulatedBench
+
+    kwargs = {role: {"cal_due": args.cal_due} for role in ROLE_MODELS} if args.cal_due else None
+    bench = EmulatedBench(
+        args.model,
+        scale=args.scale,
+        defects=tuple(args.defect or ()),
+        seed=args.seed,
+        instrument_kwargs=kwargs,
+        serial=args.plc_serial,
+    )
+    station = bench.start()
+    text = station_toml(station)
+    if args.station_out:
+        tmp = Path(args.station_out).with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.station_out)
+    if announce is not None and not args.quiet:
+        announce(bench, station, text)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bench.stop()
+    return 0
+
+
+def bench_command(
+    model: str,
+    *,
+    station_out: Path,
+    scale: float = 1.0,
+    defects: Sequence[str] = (),
+    seed: int = 0,
+    serial: int | None = None,
+    cal_due: str | None = None,
+) -> list[str]:
+    """The command line of a child process serving this bench."""
+    cmd = [sys.executable, "-m", "rig.emulators.spawn", model, "--scale", str(scale)]
+    cmd += ["--station-out", str(station_out), "--seed", str(seed), "--quiet"]
+    for d in defects:
+        cmd += ["--defect", d]
+    if serial is not None:
+        cmd += ["--plc-serial", str(serial)]
+    if cal_due:
+        cmd += ["--cal-due", cal_due]
+    return cmd
+
+
+class SpawnedBench:
+    """An emulated bench served by a child process of this one."""
+
+    def __init__(
+        self, process: subprocess.Popen, station: Station, tmp: tempfile.TemporaryDirectory
+    ) -> None:
+        self.process = process
+        self.station = station
+        self._tmp: tempfile.TemporaryDirectory | None = tmp
+
+    def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after 10 s) and remove its files."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def spawn_bench(
+    model: str,
+    *,
+    scale: float = 1.0,
+    defects: Sequence[str] = (),
+    seed: int = 0,
+    serial: int | None = None,
+    cal_due: str | None = None,
+    timeout: float = 60.0,
+) -> SpawnedBench:
+    """Start an emulated bench in a child process; return it once it serves (ConfigError with
+    the child's output when it does not start)."""
+    tmp = tempfile.TemporaryDirectory(prefix="rig-bench-")
+    out = Path(tmp.name) / "station.toml"
+    log_path = Path(tmp.name) / "emulator.log"
+    cmd = bench_command(
+        model,
+        station_out=out,
+        scale=scale,
+        defects=defects,
+        seed=seed,
+        serial=serial,
+        cal_due=cal_due,
+    )
+    with open(log_path, "w") as log:  # the child keeps its own handle
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while not out.exists():
+        if proc.poll() is not None:
+            text = log_path.read_text().strip()
+            tmp.cleanup()
+            raise ConfigError(f"emulated bench did not start:\n{text}")
+        if time.monotonic() > deadline:
+            SpawnedBench(proc, Station(id="", plc_host=""), tmp).stop()
+            raise ConfigError(f"emulated bench did not start within {timeout:g} s")
+        time.sleep(0.02)  # paces the look for the file; nothing is timed by it
+    return SpawnedBench(proc, load_station(out), tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rig.emulators.spawn MODEL ...`: serve a bench (the child of spawn_bench)."""
+    parser = argparse.ArgumentParser(prog="python -m rig.emulators.spawn")
+    add_arguments(parser)
+    try:
+        return serve(parser.parse_args(argv))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The outputs of an ended run, in one place: each sink takes one ended run, in this order.
+
+Registered with pytest by entry point (`rig-outputs`); the plugin asks for the list through its
+`pytest_rig_sinks` hook and reports a sink's failure without changing the verdict. JUnit XML and
+Allure results are written by their pytest plugins while the run goes on; their sinks here say
+which pytest arguments turn them on (`rig certify` asks `certify_args`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..plugin.sinks import EndedRun, Sink
+from .console import CONSOLE_KEY, CertifyConsole
+
+
+@dataclass(frozen=True)
+class StationSignature:
+    """The station signs the ended record (Ed25519, its own key, created on first use)."""
+
+    name: str = "station signature"
+    failure: str = "record NOT signed by the station"
+
+    def __call__(self, run: EndedRun) -> None:
+        """Sign the record as recorded by this station."""
+        if run.record_dir is None:
+            return
+        from ..evidence.signing import sign_run, station_key
+
+        sign_run(
+            run.record_dir, station_key(), name=run.station_id, meaning="recorded", role="station"
+        )
+
+
+@dataclass(frozen=True)
+class ResultsDatabase:
+    """The run goes into the results database next to the records."""
+
+    name: str = "results database"
+    failure: str = "results database not updated"
+
+    def __call__(self, run: EndedRun) -> None:
+        """Ingest the run."""
+        if run.record_dir is None:
+            return
+        from .results import ingest_run
+
+        ingest_run(run.reports / "results.sqlite", run.record_dir)
+
+
+@dataclass(frozen=True)
+class JUnitXml:
+    """JUnit XML for CI systems: pytest's junitxml plugin writes it during the run."""
+
+    name: str = "JUnit XML"
+    failure: str = "JUnit XML not written"
+
+    def __call__(self, run: EndedRun) -> None:
+        """Nothing left to do at the end: pytest wrote it."""
+
+    @staticmethod
+    def certify_args(args: argparse.Namespace) -> list[str]:
+        """`rig certify --junit PATH`."""
+        return ["--junitxml", args.junit] if getattr(args, "junit", None) else []
+
+
+@dataclass(frozen=True)
+class AllureResults:
+    """Allure results (steps, traces as attachments): allure-pytest writes them during the run."""
+
+    name: str = "Allure results"
+    failure: str = "Allure results not written"
+
+    def __call__(self, run: EndedRun) -> None:
+        """Nothing left to do at the end: allure-pytest wrote them."""
+
+    @staticmethod
+    def certify_args(args: argparse.Namespace) -> list[str]:
+        """Unless `rig certify --no-allure`: REPORTS/allure-results."""
+        if getattr(args, "no_allure", False):
+            return []
+        return ["--alluredir", str(Path(args.reports) / "allure-results")]
+
+
+@dataclass(frozen=True)
+class ConsoleSummary:
+    """The requirement table and the overall verdict on the `rig certify` console."""
+
+    console: CertifyConsole
+    name: str = "console summary"
+    failure: str = "console summary not printed"
+
+    def __call__(self, run: EndedRun) -> None:
+        """Print it."""
+        self.console.summary(run)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The certificate (HTML and PDF) in the run directory, for runs of `rig certify`."""
+
+    console: CertifyConsole
+    name: str = "certificate"
+    failure: str = "certificate not written"
+
+    def __call__(self, run: EndedRun) -> None:
+        """Write it and say where."""
+        self.console.certificate(run)
+
+
+def sinks(console: CertifyConsole | None = None) -> list[Sink]:
+    """Every output of an ended run, in the order they are written. With a console (a run of
+    `rig certify`), also its summary and the certificate."""
+    out: list[Any] = [StationSignature(), ResultsDatabase(), JUnitXml(), AllureResults()]
+    if console is not None:
+        out += [ConsoleSummary(console), Certificate(console)]
+    return out
+
+
+def certify_args(args: argparse.Namespace) -> list[str]:
+    """The pytest arguments the sinks written during the run need (`rig certify`)."""
+    found: list[str] = []
+    for sink in sinks():
+        more = getattr(sink, "certify_args", None)
+        if more is not None:
+            found += more(args)
+    return found
+
+
+@pytest.hookimpl
+def pytest_rig_sinks(config: pytest.Config) -> list[Sink]:
+    """The rig plugin's hook: the sinks of this session."""
+    return sinks(config.stash.get(CONSOLE_KEY, None))
