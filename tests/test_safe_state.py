@@ -99,9 +99,9 @@ class Rig:
                 pass
 
 
-def _start_rig(model: str, stack: list[Any]) -> Rig:
+def _start_rig(model: str, stack: list[Any], defects: tuple[str, ...] = ()) -> Rig:
     profile = load_profile(model)
-    bench = EmulatedBench(model, scale=SCALE)
+    bench = EmulatedBench(model, scale=SCALE, defects=defects)
     stack.append(bench.stop)
     station = bench.start()
     plc = Plc(profile, station.plc_host, station.plc_port)
@@ -121,6 +121,9 @@ def _start_rig(model: str, stack: list[Any]) -> Rig:
         meter=meter.measure,
         home=procedure_for(profile).home,
     )
+    # the longest watchdog the ICD allows: the heartbeat thread shares this loaded interpreter
+    # with the bench, and these tests are about make-safe, not about the heartbeat's timing
+    plc.write("WATCHDOG_MS", 5000)
     plc.heartbeat.start()
     table.ready()
     return Rig(bench, plc, table, drivers)
@@ -130,8 +133,8 @@ def _start_rig(model: str, stack: list[Any]) -> Rig:
 def rig_for() -> Iterator[Any]:
     stack: list[Any] = []
 
-    def make(model: str) -> Rig:
-        return _start_rig(model, stack)
+    def make(model: str, defects: tuple[str, ...] = ()) -> Rig:
+        return _start_rig(model, stack, defects)
 
     yield make
     for close in reversed(stack):
@@ -371,15 +374,65 @@ def test_inversion_return_bounded_by_the_interrupt_budget(rig_for):
 
 # == finding 2: ACT link dropped while the table holds a load ==================================
 def test_act_link_dropped_mid_hold_stop_goes_first(rig_for):
+    # finding 2: teardown stuck in the actuator query that ran before STOP, table at 890 N
+    r = rig_for("TT-890")
+    _traction_hold(r, 890.0)
+    r.drop_instrument("actuators")
+    report, wall = _timed(r.table.make_safe)  # the fixture's teardown call
+    print(f"ACT dropped at 890 N: {wall:.2f} s wall ({_step_walls(report)})")
+    assert report.step == "STOP" and report.actions == ("STOP",)
+    truth = r.truth()
+    assert truth["state"] == "IDLE" and not truth["motor"] and truth["force"] <= 15.0
+    assert wall < 5.0
+
+
+class _Watched:
+    """An actuator box that notes the emulated table's state at each query made of it."""
+
+    def __init__(self, rig: Rig) -> None:
+        object.__setattr__(self, "_rig", rig)
+        object.__setattr__(self, "calls", [])
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append((name, self._rig.truth()["state"]))
+        raise AssertionError(f"the actuator box was queried ({name}) during make-safe")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.calls.append((name, self._rig.truth()["state"]))
+        raise AssertionError(f"the actuator box was set ({name}) during make-safe")
+
+
+def test_make_safe_asks_nothing_of_the_actuator_box_when_stop_does_it(rig_for):
+    # finding 2: the old make-safe asked ACT POWER? before STOP, and a dead ACT link held STOP
+    r = rig_for("TT-890")
+    _traction_hold(r, 890.0)
+    watched = _Watched(r)
+    r.table.actuators = watched
+    report = r.table.make_safe()
+    assert watched.calls == [] and report.step == "STOP"
+    assert r.truth()["state"] == "IDLE"
+
+
+def test_act_link_dropped_mid_hold_within_the_interrupt_budget(rig_for):
     r = rig_for("TT-890")
     _traction_hold(r, 890.0)
     r.drop_instrument("actuators")
     report, wall = _timed(lambda: r.table.make_safe(budget_s=INTERRUPT_BUDGET_S))
-    print(f"ACT dropped at 890 N: {wall:.2f} s wall ({_step_walls(report)})")
-    assert report.step in ("STOP", "ESTOP")
+    print(f"ACT dropped at 890 N, budget: {wall:.2f} s wall ({_step_walls(report)})")
     truth = r.truth()
     assert truth["state"] in ("IDLE", "ESTOP") and truth["force"] <= 15.0
     assert wall < INTERRUPT_BUDGET_S + 1.0
+
+
+def test_inversion_restarting_on_reset_is_stopped_not_reported_held(rig_for):
+    # the return RESETs a table that restarts on RESET (seeded defect): it must end stopped
+    r = rig_for("IT-90", ("restart-after-reset",))
+    _invert(r)
+    report, wall = _timed(r.table.make_safe)
+    print(f"IT-90 restart-after-reset: {wall:.2f} s wall ({report.actions}, {report.step})")
+    truth = r.truth()
+    assert truth["state"] not in ("RUNNING", "STOPPING") and not truth["motor"]
+    assert abs(truth["angle"]) <= 0.5 and report.safe
 
 
 # == findings 5 and 8: through the table fixture ===============================================

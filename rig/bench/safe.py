@@ -328,6 +328,9 @@ class SafeLadder:
     # -- the ladder ----------------------------------------------------------------------------
     def run(self) -> SafeStateReport:
         """Climb the ladder until a step is verified; SafeStateError if none is."""
+        return self._climb()
+
+    def _climb(self) -> SafeStateReport:
         first = self.look()
         state = first.state
         if self.plc_ok and state not in RUNNING_STATES and first.stopped:
@@ -405,13 +408,17 @@ class SafeLadder:
 
     def _finish(self, look: _Look, step: str) -> SafeStateReport:
         condition = "safe"
-        note = "; ".join(self.notes)
         if look.held and self.upright is not None and self.plc_ok:
-            outcome = self.upright(self, self.remaining())
-            self.notes.append(outcome)
+            upright, self.upright = self.upright, None  # one attempt per make-safe
+            self.notes.append(upright(self, self.remaining()))
             again = self.settle(self.wall_for(self.spec.estop_s))
-            if again.stopped:
-                look = again
+            if not again.stopped:
+                # e.g. a table that restarts on RESET: it is moving, so climb again
+                self.notes.append("moving after the return attempt: the ladder climbs again")
+                return self._climb()
+            if not again.held:
+                step = f"{step}, then returned"
+            look = again
         if look.held:
             condition = "held"
             self.notes.append("; ".join(look.held) + " (could not return to its safe position)")
@@ -471,8 +478,14 @@ def return_upright(ladder: SafeLadder, budget_s: float) -> str:
             plc.command("RESET")
             ladder.actions.append("RESET (return)")
             end = time.monotonic() + ladder.wall_for(1.0)
-            while (state := plc.state()) != "IDLE" and time.monotonic() < end:
+            while (state := plc.state()) in ("ESTOP", "FAULT") and time.monotonic() < end:
                 time.sleep(0.01)
+        if state in RUNNING_STATES:
+            # restarted on RESET (a defect): a controlled stop of an inversion table is the
+            # return to 0 deg, so STOP is the way back
+            plc.command("STOP")
+            ladder.actions.append("STOP (restarted on RESET)")
+            return "restarted on RESET; STOP sent (its controlled stop returns it to 0 deg)"
         if state != "IDLE":
             return f"cannot return: STATE {state} after RESET (e-stop circuit or patient switch?)"
         plc.write("ANGLE_SET", 0.0)

@@ -58,6 +58,8 @@ class Table:
         self.heartbeat_stopped_by_safe = False
         #: the settings as ready() found them, before anything of the test changed them
         self.settings_before: dict[str, Number] | None = None
+        #: settings make-safe could not write back (PLC silent); the next test's ready() does
+        self.settings_pending: dict[str, Number] | None = None
 
     # -- device time ---------------------------------------------------------------------------
     def uptime(self) -> float:
