@@ -528,3 +528,15 @@ def test_restore_settings_writes_back_what_a_test_changed(rig_for):
     }
     assert r.emu.setting(2) == before["WATCHDOG_MS"]  # the emulator's own holding register
     assert r.emu.setting(3) == before["SESSION_S"]
+
+
+def test_inversion_return_leaves_service_mode_first(rig_for):
+    # seen in a certification: a SENSOR_OFFSET left in service mode (IT-PERF-05) moved the PLC's
+    # "0 deg", so the return stopped 5 deg short and the frame was left held
+    r = rig_for("IT-90")
+    r.table.write("SERVICE_KEY", "ENTER")
+    r.table.write("SENSOR_OFFSET", -5.0)
+    _invert(r)
+    report = r.table.make_safe()
+    assert report.safe and "SERVICE_KEY 0 (leave service mode)" in report.actions
+    assert abs(r.truth()["angle"]) <= 0.5

@@ -488,6 +488,11 @@ def return_upright(ladder: SafeLadder, budget_s: float) -> str:
             return "restarted on RESET; STOP sent (its controlled stop returns it to 0 deg)"
         if state != "IDLE":
             return f"cannot return: STATE {state} after RESET (e-stop circuit or patient switch?)"
+        if "SERVICE_KEY" in ladder.profile.registers and plc.status().get("service_mode"):
+            # a SENSOR_OFFSET left by a test would make the PLC's "0 deg" somewhere else;
+            # leaving service mode clears it (ICD)
+            plc.write("SERVICE_KEY", 0)
+            ladder.actions.append("SERVICE_KEY 0 (leave service mode)")
         plc.write("ANGLE_SET", 0.0)
         plc.write("HOLD_S", 0)
         plc.command("START")
