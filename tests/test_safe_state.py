@@ -408,8 +408,16 @@ def test_make_safe_asks_nothing_of_the_actuator_box_when_stop_does_it(rig_for):
     _traction_hold(r, 890.0)
     watched = _Watched(r)
     r.table.actuators = watched
+    meter, seen = r.table.meter, []
+
+    def first_reading(channel: str) -> float:
+        seen.append(r.truth()["state"])
+        return meter(channel)
+
+    r.table.meter = first_reading
     report = r.table.make_safe()
     assert watched.calls == [] and report.step == "STOP"
+    assert seen[0] == "STOPPING"  # STOP was sent before the load cell was asked anything
     assert r.truth()["state"] == "IDLE"
 
 

@@ -242,7 +242,7 @@ class SafeLadder:
             return None
         return value if math.isfinite(value) else None
 
-    def look(self, *, still: bool = False) -> _Look:
+    def look(self, *, still: bool = False, plc_only: bool = False) -> _Look:
         """Read the table from the PLC (if it answers) and the reference instrument."""
         look = _Look(plc=self.plc_ok)
         if self.plc_ok:
@@ -259,6 +259,9 @@ class SafeLadder:
                 if self.spec.motor_disabled and look.motor:
                     look.problems.append("motor still enabled")
         look.plc = self.plc_ok
+        if plc_only:
+            self.last = look
+            return look
         look.reference = self._primary()
         unit = self.profile.model.primary_unit
         if self.spec.reference_max is not None:
@@ -331,12 +334,15 @@ class SafeLadder:
         return self._climb()
 
     def _climb(self) -> SafeStateReport:
-        first = self.look()
-        state = first.state
-        if self.plc_ok and state not in RUNNING_STATES and first.stopped:
-            look = self.look(still=True)
-            if look.stopped:
-                return self._finish(look, "none needed")
+        # The PLC alone first: a running table gets its STOP before any instrument is asked
+        # anything (finding 2: a dead instrument link once held STOP back with 890 N on).
+        state = self.look(plc_only=True).state
+        if self.plc_ok and state not in RUNNING_STATES:
+            first = self.look()
+            if first.stopped:
+                look = self.look(still=True)
+                if look.stopped:
+                    return self._finish(look, "none needed")
         if self.plc_ok:
             # a table already in its own stop (a watchdog or patient stop) is given the time of
             # a controlled stop to finish it before anything is escalated
