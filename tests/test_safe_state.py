@@ -548,3 +548,44 @@ def test_inversion_return_leaves_service_mode_first(rig_for):
     report = r.table.make_safe()
     assert report.safe and "SERVICE_KEY 0 (leave service mode)" in report.actions
     assert abs(r.truth()["angle"]) <= 0.5
+
+
+# == [safe_state] is profile data, validated at load ==========================================
+def test_safe_state_limits_per_kind_are_profile_data():
+    limits = {
+        m: [
+            (x.name, x.channel, x.register, x.max, x.held_by)
+            for x in load_profile(m).safe_state.limits
+        ]
+        for m in SIGNAL
+    }
+    assert limits == {
+        "TT-890": [("force", "FORC", "FORCE", 15.0, None)],
+        "RT-600": [("lift", "LIFT", "LIFT", 0.5, None)],
+        "IT-90": [("angle", "ANGL", "ANGLE", 0.5, "brake_engaged")],
+    }
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ('register = "FORCE"', 'register = "FORCE_SET"'),
+        ("\nmax = 15.0\n", "\nmax = -1\n"),
+        ('register = "FORCE"\nmax', 'register = "FORCE"\nheld_by = "no_such_bit"\nmax'),
+        ("estop_s = 2.0", "estop_s = 0"),
+    ],
+)
+def test_bad_safe_state_limit_is_refused_at_load(tmp_path, edit, message):
+    import shutil
+
+    from rig.errors import ProfileError
+
+    src = load_profile("TT-890").path
+    src = src if src.is_dir() else src.parent
+    shutil.copytree(src, tmp_path / "TT-890")
+    toml = tmp_path / "TT-890" / "profile.toml"
+    text = toml.read_text()
+    assert edit in text
+    toml.write_text(text.replace(edit, message, 1))
+    with pytest.raises(ProfileError, match=r"safe_state\.(limit\[0\]|estop_s)"):
+        load_profile(tmp_path / "TT-890")
