@@ -33,9 +33,10 @@ INTERRUPT_BUDGET_S = 3.0
 
 RUNNING_STATES = ("RUNNING", "STOPPING")
 
-# A make-safe probe must know quickly that the PLC is silent: 0.25 s per request bounds one
-# call to call_bound(0.25) = 1.5 s (a healthy PLC answers in milliseconds at any time scale).
-SAFE_LINK_TIMEOUT_S = 0.25
+# A make-safe probe must know quickly that the PLC is silent: 0.5 s per request bounds one call
+# to call_bound(0.5) = 3 s, about 1 s for a silent peer (two attempts). A healthy PLC answers in
+# milliseconds at any time scale; the margin keeps a loaded host from making it look silent.
+SAFE_LINK_TIMEOUT_S = 0.5
 # Least wall time given to a step's verification, whatever the device-time estimate says.
 MIN_STEP_WALL_S = 0.4
 # Wall time kept back for each later step while a step waits, when a budget is set.
