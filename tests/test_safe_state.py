@@ -589,3 +589,27 @@ def test_bad_safe_state_limit_is_refused_at_load(tmp_path, edit, message):
     toml.write_text(text.replace(edit, message, 1))
     with pytest.raises(ProfileError, match=r"safe_state\.(limit\[0\]|estop_s)"):
         load_profile(tmp_path / "TT-890")
+
+
+def test_settings_left_by_a_silent_make_safe_are_written_back_before_the_next_test(rig_for):
+    # finding 8 with finding 4: the PLC was silent at make-safe, so nothing could be written
+    # back then; the next test's setup does it before the test starts from the leaked values
+    r = rig_for("TT-890")
+    session = _RigSession(r.table)
+    before = r.emu.setting(3)
+    gen = _table_fixture(session, r)
+    tbl = next(gen)
+    tbl.write("SESSION_S", 60)
+    r.silence_plc()
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert ("conditions NOT restored") in [e[0] for e in session.record.events]
+    del r.emu.read, r.emu.write  # the PLC answers again
+    gen = _table_fixture(session, r)
+    next(gen)
+    assert r.emu.setting(3) == before
+    late = [d for what, d in session.record.events if "left by an earlier test" in what]
+    assert late and late[0]["registers"] == [{"register": "SESSION_S", "from": 60, "to": before}]
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert r.table.settings_pending is None
