@@ -135,26 +135,35 @@ def test_safe_state_after_ctrl_c_and_record_incomplete(pytester, tmp_path):
     assert lines[-1]["kind"] == "signature"  # the station signed what it recorded
 
 
-def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
-    # the PLC disappears mid-test (cable pulled): the rig must not pretend the table is safe
-    pytester.makeconftest(
-        """
-        import asyncio
-        import pytest
+PULL = """
+import asyncio
+import socket
+import pytest
 
-        @pytest.fixture
-        def pull_cable(rig):
-            def pull():
-                bench = rig._bench
-                fut = asyncio.run_coroutine_threadsafe(bench._servers[0].shutdown(), bench._loop)
-                fut.result(timeout=10)
-            return pull
-        """
-    )
+@pytest.fixture
+def pull_cable(rig):
+    def pull(*roles):
+        bench = rig._bench
+        fut = asyncio.run_coroutine_threadsafe(bench._servers[0].shutdown(), bench._loop)
+        fut.result(timeout=10)
+        for role in roles:  # the instrument's server stops listening, its live link is cut
+            server = bench._servers[1 + list(bench.kind.instruments).index(role)]
+            bench._loop.call_soon_threadsafe(server.close)
+            sock = rig.drivers[role]._transport._sock
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+    return pull
+"""
+
+
+def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
+    # the PLC and every instrument disappear mid-test (cables pulled): nothing can confirm the
+    # table safe, and the rig must not pretend it is
+    pytester.makeconftest(PULL)
     pytester.makepyfile(
         BODY.replace(
             "def test_body(table, record):", "def test_body(table, record, pull_cable):"
-        ).format(action="pull_cable()")
+        ).format(action='pull_cable("actuators", "force_meter")')
     )
     result = pytester.runpytest(*BENCH, "--reports", str(tmp_path))
     assert result.ret != 0
@@ -162,6 +171,24 @@ def test_unconfirmable_safe_state_errors_loudly(pytester, tmp_path):
     result.stdout.fnmatch_lines(["*TABLE NOT CONFIRMED SAFE*"])
     events = [e["event"] for e in _safe_events(tmp_path)]
     assert "safe state NOT confirmed" in events
+    assert _end(tmp_path)["verdict"] != "PASS"
+
+
+def test_plc_gone_make_safe_falls_back_to_the_relays(pytester, tmp_path):
+    # issue 8 finding 4: with only the PLC gone, make-safe opens the ACT e-stop relay and
+    # confirms the table safe by the load cell; the record names the step
+    pytester.makeconftest(PULL)
+    pytester.makepyfile(
+        BODY.replace(
+            "def test_body(table, record):", "def test_body(table, record, pull_cable):"
+        ).format(action="pull_cable()")
+    )
+    pytester.runpytest(*BENCH, "--reports", str(tmp_path))
+    events = _safe_events(tmp_path)
+    (first,) = [e for e in events if e["event"] == "safe state confirmed"][:1]
+    assert first["step"] == "ACT ESTOP relay" and first["plc_answered"] is False
+    assert first["verified_by"] == "reference" and abs(first["reference"]) <= 15.0
+    assert "conditions NOT restored" in [e["event"] for e in events]
     assert _end(tmp_path)["verdict"] != "PASS"
 
 

@@ -4,50 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
     DeviceError,
     IllegalValue,
-    ModbusExceptionError,
-    PlcNotResponding,
     SafeStateError,
     WriteRefused,
 )
 from ..plc import Number, Plc
 from ..profiles import Profile
-from ..wait import WaitTimeout, wait_until
+from ..wait import wait_until
+from .safe import SAFE_LINK_TIMEOUT_S, SafeLadder, SafeStateReport, return_upright
 
 RUNNING_STATES = ("RUNNING", "STOPPING")
 
 
-@dataclass(frozen=True)
-class SafeReport:
-    """What the safe-state check read back."""
-
-    state: str
-    fault: str
-    motor_enabled: bool
-    reference: float | None
-    actions: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        """For the run record."""
-        return {
-            "state": self.state,
-            "fault": self.fault,
-            "motor_enabled": self.motor_enabled,
-            "reference": self.reference,
-            "actions": list(self.actions),
-        }
+# The report make_safe returns (kept under its old name too, for callers of issue 7's API).
+SafeReport = SafeStateReport
 
 
 class Table:
     """A table role: commands, settings and the safe-state strategy over the PLC driver.
 
     `reference` reads the bench's reference instrument now (e.g. the load cell's force); it is
-    how the safe state is confirmed independently of the table's own sensors.
+    how the safe state is confirmed independently of the table's own sensors. `meter` reads
+    any channel of it (the roller's LIFT as well as POS); without it, the safe-state limits on
+    other channels fall back to the PLC's registers.
     """
 
     def __init__(
@@ -59,14 +42,24 @@ class Table:
         actuators: Any = None,
         home: Callable[[Table], None] | None = None,
         timeout: float = 30.0,
+        meter: Callable[[str], float] | None = None,
     ) -> None:
         self.plc = plc
         self.profile = profile
         self.reference = reference
+        self.meter = meter
         self.actuators = actuators
         self.home = home
         self.timeout = timeout
         self.restarted_on_reset = 0
+        self._safe_plc: Plc | None = None
+        self._rate: float | None = None
+        #: make_safe stopped the heartbeat (the PLC was silent); ready() starts it again
+        self.heartbeat_stopped_by_safe = False
+        #: the settings as ready() found them, before anything of the test changed them
+        self.settings_before: dict[str, Number] | None = None
+        #: settings make-safe could not write back (PLC silent); the next test's ready() does
+        self.settings_pending: dict[str, Number] | None = None
 
     # -- device time ---------------------------------------------------------------------------
     def uptime(self) -> float:
@@ -84,6 +77,7 @@ class Table:
     def wall_timeout(self, device_seconds: float, *, margin: float = 10.0) -> float:
         """A generous wall-clock bound for waiting `device_seconds` of device time."""
         rate = max(self.plc.clock_rate(), 1e-3)
+        self._rate = rate
         return device_seconds / rate * 3.0 + margin
 
     def wait_device(self, seconds: float) -> None:
@@ -208,6 +202,12 @@ class Table:
             if not self.actuators.power:
                 self.actuators.power = True
         self.plc.wait_responding(self.wall_timeout(10.0))
+        self.settings_before = self.settings_snapshot()
+        if self.heartbeat_stopped_by_safe:
+            # make_safe stopped it while the PLC was silent; the PLC answers again
+            self.plc.heartbeat.stop()
+            self.plc.heartbeat.start()
+            self.heartbeat_stopped_by_safe = False
         state = self.plc.state()
         if state in RUNNING_STATES:
             self.plc.command("STOP")
@@ -278,72 +278,101 @@ class Table:
                 hb.stop()
 
     # -- safe state ----------------------------------------------------------------------------
-    def make_safe(self) -> SafeReport:
-        """Command the table to stop, escalate to ESTOP if STOP does not take, and verify.
+    def settings_snapshot(self) -> dict[str, Number]:
+        """The writable settings (holding registers that survive power cycles), now."""
+        return dict(self.plc.read_many(self.profile.settings()))
 
-        Raises SafeStateError if the stopped state cannot be confirmed from both the PLC and the
-        reference instrument.
+    def restore_settings(self, before: dict[str, Number]) -> list[dict[str, Any]]:
+        """Write back every setting that differs from `before`, through the guarded write path
+        (in an order the profile's rules allow); return what was restored (register, from, to).
         """
-        actions: list[str] = []
-        try:
-            if self.actuators is not None and not self.actuators.power:
-                self.actuators.power = True
-                actions.append("ACT POWER ON")
-        except DeviceError as e:
-            actions.append(f"ACT unreachable: {e}")
-        try:
-            self.plc.wait_responding(self.wall_timeout(10.0))
-        except (PlcNotResponding, WaitTimeout) as e:
-            raise SafeStateError(f"table not confirmed safe: PLC does not answer ({e})") from e
-        try:
-            state = self.plc.state()
-            if state in RUNNING_STATES:
-                self.plc.command("STOP")
-                actions.append("STOP")
-            try:
-                self.wait_state("IDLE", "ESTOP", "FAULT", device_s=60.0)
-                self._wait_motion_finished()
-            except WaitTimeout:
-                self.plc.command("ESTOP")
-                actions.append("ESTOP (STOP did not take)")
-                self.wait_state("ESTOP", "FAULT", device_s=10.0)
-                self._wait_motion_finished(10.0)
-            return self.verify_safe(tuple(actions))
-        except SafeStateError:
-            raise
-        except (DeviceError, ModbusExceptionError, WaitTimeout) as e:
-            raise SafeStateError(f"table not confirmed safe: {e} (actions: {actions})") from e
+        now = self.settings_snapshot()
+        changed = {n: v for n, v in before.items() if n in now and now[n] != v}
+        if changed:
+            self.configure(dict(changed))
+        return [{"register": n, "from": now[n], "to": v} for n, v in changed.items()]
 
-    def verify_safe(self, actions: tuple[str, ...] = ()) -> SafeReport:
+    def _reference_meter(self) -> Callable[[str], float] | None:
+        if self.meter is not None:
+            return self.meter
+        reference, primary = self.reference, self.profile.model.reference_channel
+        if reference is None:
+            return None
+
+        def meter(channel: str) -> float:
+            if channel != primary:
+                raise DeviceError(f"no reading of channel {channel} without the meter")
+            return reference()
+
+        return meter
+
+    def _ladder_plc(self) -> Plc:
+        # Its own connection with a short timeout: make-safe may run from a signal handler
+        # while the main connection is mid-call, and must know quickly that the PLC is silent.
+        if self._safe_plc is None:
+            plc = self.plc
+            self._safe_plc = Plc(
+                self.profile, plc.host, plc.port, unit=plc.unit, timeout=SAFE_LINK_TIMEOUT_S
+            )
+        return self._safe_plc
+
+    def _known_rate(self) -> float:
+        if self._rate is not None:
+            return self._rate
+        clock = getattr(self.plc, "_clock", None)  # the driver's estimate, if it has one yet
+        rate = getattr(clock, "rate", None)
+        return float(rate) if rate else 1.0
+
+    def make_safe(self, *, budget_s: float | None = None) -> SafeStateReport:
+        """Make the table safe by the escalation ladder, verify it, and say which step did it.
+
+        STOP and wait; then the software ESTOP; then the ACT e-stop relay; then ACT mains off.
+        Each is verified from the PLC's read-back and the reference instrument (the reference
+        alone when the PLC is silent; a silent PLC goes straight to the relays, after stopping
+        the heartbeat so the table's own watchdog acts too). STOP goes first, never behind an
+        actuator-box query. Every call is bounded; `budget_s` (wall seconds) bounds the whole
+        ladder, e.g. `INTERRUPT_BUDGET_S` on the interrupt path. A frame held by its brake
+        away from its safe position is returned if the budget allows, else reported "held".
+
+        Raises SafeStateError naming what was tried and the last readings if no step did it.
+        """
+        ladder = SafeLadder(
+            self.profile,
+            self._ladder_plc(),
+            meter=self._reference_meter(),
+            actuators=self.actuators,
+            heartbeat_stop=self._stop_heartbeat_for_safe,
+            rate=self._known_rate(),
+            budget_s=budget_s,
+            upright=return_upright,
+        )
+        try:
+            return ladder.run()
+        finally:
+            try:
+                self._safe_plc.close() if self._safe_plc is not None else None
+            except DeviceError:
+                pass
+
+    def _stop_heartbeat_for_safe(self) -> None:
+        self.heartbeat_stopped_by_safe = True
+        self.plc.heartbeat.stop()
+
+    def verify_safe(self, actions: tuple[str, ...] = ()) -> SafeStateReport:
         """Read back the PLC and the reference instrument; raise SafeStateError if not safe."""
-        spec = self.profile.safe_state
-        state = self.plc.state()
-        fault = self.plc.fault()
-        motor = bool(self.plc.status().get("motor_enabled"))
-        ref = self.reference() if self.reference is not None else None
-        problems = []
-        if state not in spec.states:
-            problems.append(f"STATE {state} not in {list(spec.states)}")
-        if spec.motor_disabled and motor:
-            problems.append("motor still enabled")
-        if spec.reference_still is not None and ref is not None:
-            # "stopped" for a carriage or a frame: two readings 0.2 s of PLC time apart agree
-            self.wait_device(0.2)
-            moved = abs(self.reference() - ref)
-            if moved > spec.reference_still:
-                problems.append(
-                    f"reference moved {moved:.3f} {self.profile.model.primary_unit} in 0.2 s "
-                    f"(still means <= {spec.reference_still})"
-                )
-        if spec.reference_max is not None:
-            if ref is None:
-                problems.append("no reference instrument to confirm")
-            elif abs(ref) > spec.reference_max:
-                problems.append(
-                    f"reference reads {ref:.2f} {self.profile.model.primary_unit} > "
-                    f"{spec.reference_max}"
-                )
-        report = SafeReport(state, fault, motor, ref, actions)
-        if problems:
-            raise SafeStateError("table NOT in a safe state: " + "; ".join(problems))
-        return report
+        ladder = SafeLadder(
+            self.profile,
+            self._ladder_plc(),
+            meter=self._reference_meter(),
+            actuators=None,
+            heartbeat_stop=lambda: None,
+            rate=self._known_rate(),
+            budget_s=None,
+        )
+        ladder.actions = list(actions)
+        look = ladder.look(still=True)
+        if not look.safe:
+            raise SafeStateError(
+                "table NOT in a safe state: " + "; ".join(look.problems + look.held)
+            )
+        return ladder._finish(look, "none needed")

@@ -18,6 +18,7 @@ from .model import (
     Register,
     Requirement,
     Rule,
+    SafeLimit,
     SafeState,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "Register",
     "Requirement",
     "Rule",
+    "SafeLimit",
     "SafeState",
     "available_profiles",
     "compile_expr",

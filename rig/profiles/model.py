@@ -57,13 +57,37 @@ class ModelInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SafeLimit:
+    """One quantity that must be within `max` (absolute) for the table to be safe.
+
+    Read from the reference instrument's `channel` (the second source), or from the PLC's
+    `register` when the instrument does not answer. `held_by`, a STATUS bit: a value past the
+    limit while that bit is set is "held" (e.g. an inverted frame on its brake), reported as
+    such rather than as safe.
+    """
+
+    name: str
+    channel: str
+    register: str
+    max: float
+    held_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SafeState:
-    """What "stopped and safe" means for this model; checked after every test."""
+    """What "stopped and safe" means for this model; checked after every test.
+
+    `stop_s` and `estop_s` are the device seconds the make-safe ladder gives a controlled stop
+    and an emergency stop (software or relay) to show their effect before escalating.
+    """
 
     states: tuple[str, ...]
     motor_disabled: bool
     reference_max: float | None = None
     reference_still: float | None = None
+    limits: tuple[SafeLimit, ...] = ()
+    stop_s: float = 60.0
+    estop_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

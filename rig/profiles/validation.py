@@ -29,6 +29,7 @@ from .model import (
     Register,
     Requirement,
     Rule,
+    SafeLimit,
     SafeState,
 )
 from .needs import BODY_ENUMS, HOME, Need, needs_of
@@ -155,7 +156,16 @@ class _ProfileLoader(_Checker):
         "bits",
         "doc",
     )
-    SAFE_KEYS = ("states", "motor_disabled", "reference_max", "reference_still")
+    SAFE_KEYS = (
+        "states",
+        "motor_disabled",
+        "reference_max",
+        "reference_still",
+        "stop_s",
+        "estop_s",
+        "limit",
+    )
+    SAFE_LIMIT_KEYS = ("name", "channel", "register", "max", "held_by", "doc")
 
     def load(
         self, data: dict[str, Any]
@@ -503,12 +513,45 @@ class _ProfileLoader(_Checker):
         still = self.get(
             s, "safe_state", "reference_still", lambda v: _is_num(v) and v > 0, "a number > 0"
         )
+        stop_s = self.get(
+            s, "safe_state", "stop_s", lambda v: _is_num(v) and v > 0, "a number > 0", 60.0
+        )
+        estop_s = self.get(
+            s, "safe_state", "estop_s", lambda v: _is_num(v) and v > 0, "a number > 0", 5.0
+        )
+        limits = s.get("limit", [])
+        if not isinstance(limits, list):
+            raise self.fail("safe_state.limit", limits, "an array of tables ([[safe_state.limit]])")
         return SafeState(
             states=tuple(states),
             motor_disabled=motor,
             reference_max=None if ref_max is None else float(ref_max),
             reference_still=None if still is None else float(still),
+            limits=tuple(self.safe_limit(i, x, registers) for i, x in enumerate(limits)),
+            stop_s=float(stop_s),
+            estop_s=float(estop_s),
         )
+
+    def safe_limit(self, i: int, data: object, registers: Mapping[str, Register]) -> SafeLimit:
+        key = f"safe_state.limit[{i}]"
+        d = self.table(data, key, self.SAFE_LIMIT_KEYS, ("name", "channel", "register", "max"))
+        name = self.get(d, key, "name", lambda v: isinstance(v, str) and v, "a non-empty string")
+        channel = self.get(
+            d, key, "channel", lambda v: isinstance(v, str) and v, "a reference instrument channel"
+        )
+        register = self.get(
+            d,
+            key,
+            "register",
+            lambda v: isinstance(v, str) and v in registers and registers[v].space == "input",
+            "an input register of this profile (read when the instrument does not answer)",
+        )
+        limit = self.get(d, key, "max", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+        bits = registers["STATUS"].bits
+        held_by = self.get(
+            d, key, "held_by", lambda v: isinstance(v, str) and v in bits, "a STATUS bit name"
+        )
+        return SafeLimit(name, channel, register, float(limit), held_by)
 
 
 class _RequirementLoader(_Checker):
