@@ -31,15 +31,14 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 
 from .registers import WATCHDOG_MS, State
+from .table import TableBase
 
-if TYPE_CHECKING:
-    from .bench import EmulatedBench
-    from .table import TableBase
+# `bench` below is a rig.emulators.bench.EmulatedBench; not imported: bench imports this module
 
 FAULTS = (
     "plc-silent",
@@ -156,7 +155,7 @@ def observe(table: TableBase, t: float) -> dict[str, Any]:
 class Observer:
     """A thread that logs the table's state over device time to a JSON-lines file."""
 
-    def __init__(self, bench: EmulatedBench, path: Path | str, period_s: float = 0.02) -> None:
+    def __init__(self, bench: Any, path: Path | str, period_s: float = 0.02) -> None:
         self.bench = bench
         self.path = Path(path)
         self.period_s = period_s
@@ -212,7 +211,7 @@ class Observer:
 class Control:
     """The control channel of one bench: inject and clear faults, observe the table."""
 
-    def __init__(self, bench: EmulatedBench, observer: Observer | None = None) -> None:
+    def __init__(self, bench: Any, observer: Observer | None = None) -> None:
         self.bench = bench
         self.observer = observer
         self._clear_handles: list[asyncio.TimerHandle] = []
