@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (each has its own bench)")
     ap.add_argument("--scale", type=float, default=10.0, help="device seconds per wall second")
     ap.add_argument("--model", action="append", choices=fs.MODELS, help="only these models")
-    ap.add_argument("--fault", action="append", choices=fs.FAULTS, help="only these faults")
+    ap.add_argument(
+        "--fault",
+        action="append",
+        choices=(*fs.FAULTS, fs.CONTROL),
+        help="only these faults (none: healthy control runs)",
+    )
     ap.add_argument("--rig-bound", type=float, default=300.0, help="wall s a rig may run")
     ap.add_argument("--keep", action="store_true", help="keep every run's files (not only bad)")
     ap.add_argument("--json", help="also write one JSON line per run here")

@@ -59,6 +59,7 @@ FAULTS = (
     "rig-sigterm",  # SIGTERM to the rig's process (as `timeout` sends it)
     "rig-sigkill",  # SIGKILL of the rig's process
 )
+CONTROL = "none"  # not a fault: a healthy control run (--fault none)
 SIGNAL_BOUND_S = 5.0  # issue 8: SIGINT and SIGTERM end a run within 5 s wall
 SAFE_MARGIN_S = 20.0  # device seconds after the watchdog for a stop motion to finish
 POWER_LOSS_S = 10.0  # device seconds of mains loss
@@ -361,6 +362,8 @@ def _inject(
     scale: float,
 ) -> None:
     f = plan.fault
+    if f == "none":  # a control run: the campaign's machinery on a healthy run
+        return
     if f == "plc-killed":
         bench.kill()
     elif f == "rig-sigint":
