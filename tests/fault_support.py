@@ -63,6 +63,7 @@ CONTROL = "none"  # not a fault: a healthy control run (--fault none)
 SIGNAL_BOUND_S = 5.0  # issue 8: SIGINT and SIGTERM end a run within 5 s wall
 SAFE_MARGIN_S = 20.0  # device seconds after the watchdog for a stop motion to finish
 POWER_LOSS_S = 10.0  # device seconds of mains loss
+NO_START_S = 10.0  # device seconds after the rig's first PLC request, if the table never runs
 
 
 def power_test(requirement: str) -> bool:
@@ -289,11 +290,18 @@ def run_one(
                 rig_cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = t0 + rig_bound_s
-        # 1. the table's first START, seen by the observer
-        t_run = None
+        # 1. the table's first START, seen by the observer; a requirement that never starts
+        # the table (setting limits) is faulted NO_START_S device seconds after the rig's
+        # first PLC request instead
+        t_run = t_first = None
         while rig.poll() is None and time.monotonic() < deadline:
             snap = client.request(op="observe")
             if snap.get("state") == "RUNNING":
+                t_run = snap["t"]
+                break
+            if t_first is None and snap.get("plc_requests"):
+                t_first = snap["t"]
+            if t_first is not None and snap["t"] >= t_first + NO_START_S:
                 t_run = snap["t"]
                 break
             time.sleep(0.02)

@@ -82,6 +82,7 @@ class BenchFaults:
 
     plc_silent: bool = False
     modbus_exception: bool = False
+    plc_requests: int = 0  # requests the PLC server received (the campaign sees the rig begin)
     links: dict[str, LinkFault] = field(default_factory=dict)
 
     def link(self, role: str) -> LinkFault:
@@ -230,7 +231,9 @@ class Control:
         table = self.bench.table
         assert table is not None
         with table.world.lock:
-            return observe(table, table.world.advance())
+            snap = observe(table, table.world.advance())
+        snap["plc_requests"] = self.bench.faults.plc_requests
+        return snap
 
     def inject(self, req: dict[str, Any]) -> dict[str, Any]:
         """Apply one fault now (runs on the bench's loop)."""

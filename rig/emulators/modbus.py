@@ -182,6 +182,7 @@ class _PlcConnection(ServerRequestHandler):
     async def _respond(self, pdu_bytes: bytes) -> ModbusPDU | None:
         """The reply to one request PDU, or None for no reply at all."""
         faults = self.server.faults
+        faults.plc_requests += 1
         if faults.plc_silent:
             return None  # injected: the stack reads the request and never answers
         if faults.modbus_exception and pdu_bytes[:1] in (b"\x03", b"\x04"):
