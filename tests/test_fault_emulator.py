@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from emulator_support import connect
 
-from rig.emulators.bench import EmulatedBench
+from rig.emulators.bench import BENCHES, EmulatedBench
 from rig.emulators.clock import ManualClock
 from rig.emulators.faults import Control, ControlClient, Observer, observe, serve_control
 from rig.emulators.registers import Command
-from rig.emulators.traction import TractionTable
+from rig.emulators.table import TableBase
 from rig.emulators.world import World
 
 
@@ -123,28 +123,30 @@ def test_unknown_fault_or_role_is_refused(bench: tuple[EmulatedBench, ControlCli
     assert not ctl.request(op="inject", fault="instrument-drop", role="nope")["ok"]
 
 
-def _traction(t: float = 0.0) -> tuple[ManualClock, TractionTable]:
-    clock = ManualClock(t)
-    return clock, TractionTable(World(clock), serial=1)
+def _table(model: str) -> tuple[ManualClock, TableBase]:
+    clock = ManualClock(0.0)
+    return clock, BENCHES[model].table(World(clock), serial=1)
 
 
-def test_observer_judges_a_loaded_traction_table_unsafe() -> None:
-    clock, table = _traction()
+@pytest.mark.parametrize("model", ["TT-890", "RT-600", "IT-90"])
+def test_observer_judges_a_running_table_unsafe_until_its_watchdog_stops_it(model: str) -> None:
+    clock, table = _table(model)
     assert observe(table, 0.0)["safe"]
     assert table.write(6, 0, [int(Command.START)]) is None
-    for step in range(1, 400):  # beat the watchdog while the force ramps up
+    for step in range(1, 160):  # 8 device s of heartbeats: the table is under way
         clock.set(step * 0.05)
         table.write(6, 1, [step & 0xFFFF])
     t = clock.now()
-    snap = observe(table, t)
-    assert snap["state"] == "RUNNING" and snap["force_n"] > 15.0
-    assert not snap["safe"] and any("force" in w for w in snap["why"])
+    with table.world.lock:
+        table.world.advance()
+        snap = observe(table, t)
+    assert snap["state"] == "RUNNING" and not snap["safe"] and snap["why"], snap
     # no more heartbeats: the table's own watchdog stops it; then it is safe
-    clock.set(t + 30.0)
+    clock.set(t + 1.0 + 20.0)
     with table.world.lock:
         table.world.advance()
         late = observe(table, clock.now())
-    assert late["safe"], late
+    assert late["safe"] and late["fault"] == 6, late
 
 
 def test_observer_log_survives_as_json_lines(tmp_path: object) -> None:
