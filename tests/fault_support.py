@@ -370,6 +370,7 @@ def _inject(
     scale: float,
 ) -> None:
     f = plan.fault
+    client.request(op="mark", text=f"campaign: {plan.label}")
     if f == "none":  # a control run: the campaign's machinery on a healthy run
         return
     if f == "plc-killed":

@@ -17,6 +17,7 @@ Protocol: one JSON object per line each way. Requests (`op`):
   - `power-loss`: mains off (the world's POWER relay, as the ACT POWER relay would cut it).
   Optional `duration_s` (device seconds): the fault clears itself after it (mains comes back).
 - `{"op": "clear"}` -> every fault cleared.
+- `{"op": "mark", "text": ...}` -> a line in the observer log (e.g. "SIGINT to the rig").
 
 The observer samples the table every few wall milliseconds and writes a JSON line per change
 of what matters (state, fault, power, motion, safe) and one per device second, each with its
@@ -306,6 +307,10 @@ class Control:
             return self.inject(req)
         if op == "clear":
             return self.clear()
+        if op == "mark":  # the campaign notes what it did outside the bench (a signal to the rig)
+            t = self.now()
+            self._log({"t": round(t, 4), "mark": str(req.get("text", ""))})
+            return {"ok": True, "t": t}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
 
