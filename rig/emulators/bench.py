@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..station import InstrumentAddress, Station
 from .clock import DeviceClock
 from .defects import check_defects
+from .faults import BenchFaults
 from .modbus import serve_plc
 from .scpi import INSTRUMENTS, serve_scpi
 from .table import TableBase
@@ -102,6 +103,8 @@ class EmulatedBench:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[Any] = []
+        # fault switches, all off unless a fault campaign sets them (rig.emulators.faults)
+        self.faults = BenchFaults()
 
     def start(self) -> Station:
         """Start the world and every server; return the station describing them."""
@@ -123,13 +126,13 @@ class EmulatedBench:
     async def _start(self) -> Station:
         self.world = World(DeviceClock(self.scale), seed=self.seed)
         self.table = self.kind.table(self.world, serial=self.serial, defects=self.defects)
-        plc_server = await serve_plc(self.table, HOST, 0)
+        plc_server = await serve_plc(self.table, HOST, 0, faults=self.faults)
         self._servers.append(plc_server)
         addresses: dict[str, InstrumentAddress] = {}
         for role, model in self.kind.instruments.items():
             device = INSTRUMENTS[model](self.world, **self.instrument_kwargs.get(role, {}))
             self.instruments[role] = device
-            server = await serve_scpi(device, HOST, 0)
+            server = await serve_scpi(device, HOST, 0, fault=self.faults.link(role))
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]
             addresses[role] = InstrumentAddress(role, model, f"TCPIP0::{HOST}::{port}::SOCKET")
@@ -141,6 +144,15 @@ class EmulatedBench:
             emulated=True,
             source="emulated bench",
         )
+
+    def run_on_loop(self, coro: Any, timeout: float = 30) -> Any:
+        """Run a coroutine on the bench's loop (e.g. a control server); return its result."""
+        assert self._loop is not None, "the bench is not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
+
+    def add_server(self, server: Any) -> None:
+        """Close this server with the bench's own."""
+        self._servers.append(server)
 
     def stop(self) -> None:
         """Shut every server down and stop the loop."""

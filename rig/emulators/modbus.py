@@ -44,12 +44,14 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
+from .faults import BenchFaults
 from .registers import ILLEGAL_VALUE, UNIT_ID
 from .table import PlcSilent, TableBase
 
 SUPPORTED_FUNCTIONS = (3, 4, 6, 16)
 _MBAP = struct.Struct(">HHHB")
 _MAX_MBAP_LENGTH = 254  # unit id + a PDU of at most 253 bytes
+SERVER_DEVICE_FAILURE = 4  # the exception an injected read fault answers
 
 
 class _DropDeprecation(logging.Filter):
@@ -179,6 +181,12 @@ class _PlcConnection(ServerRequestHandler):
 
     async def _respond(self, pdu_bytes: bytes) -> ModbusPDU | None:
         """The reply to one request PDU, or None for no reply at all."""
+        faults = self.server.faults
+        faults.plc_requests += 1
+        if faults.plc_silent:
+            return None  # injected: the stack reads the request and never answers
+        if faults.modbus_exception and pdu_bytes[:1] in (b"\x03", b"\x04"):
+            return ExceptionResponse(pdu_bytes[0], SERVER_DEVICE_FAILURE)
         if self._table.boot_count() != self._boot:
             if self._table.answers():
                 self._reset_connection()
@@ -208,8 +216,11 @@ class _PlcConnection(ServerRequestHandler):
 class _PlcServer(ModbusTcpServer):
     """pymodbus' TCP server with the table's connection handler."""
 
-    def __init__(self, table: TableBase, host: str, port: int) -> None:
+    def __init__(
+        self, table: TableBase, host: str, port: int, faults: BenchFaults | None = None
+    ) -> None:
         self.table = table
+        self.faults = faults if faults is not None else BenchFaults()
         super().__init__(_TableContext(table), address=(host, port), ignore_missing_devices=True)
 
     def callback_new_connection(self) -> _PlcConnection:
@@ -241,15 +252,18 @@ class PlcServer:
         await self._server.shutdown()
 
 
-async def serve_plc(table: TableBase, host: str = "127.0.0.1", port: int = 0) -> PlcServer:
+async def serve_plc(
+    table: TableBase, host: str = "127.0.0.1", port: int = 0, *, faults: BenchFaults | None = None
+) -> PlcServer:
     """Serve `table` on Modbus TCP at host:port (port 0: the OS picks one; read `.port`).
 
     Must be awaited on the asyncio loop that will run the server. Only loopback addresses are
-    accepted: an emulator never listens on a network.
+    accepted: an emulator never listens on a network. `faults`: switches a fault campaign sets
+    (rig.emulators.faults); off by default.
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"an emulated PLC binds to loopback only, not {host!r}")
-    server = _PlcServer(table, host, port)
+    server = _PlcServer(table, host, port, faults)
     await server.serve_forever(background=True)
     bound = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return PlcServer(server, host, int(bound))

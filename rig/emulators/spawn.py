@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..station import ROLE_MODELS, Station, load_station, station_toml
@@ -33,6 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cal-due", help="calibration due date (YYYY-MM-DD) the instruments report"
     )
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--control-out",
+        help="serve a fault-injection control channel on 127.0.0.1 and write its port here "
+        "(for the fault campaign; the rig never uses it)",
+    )
+    parser.add_argument(
+        "--observer-log",
+        help="log the table's state over device time here, as JSON lines (the campaign's judge)",
+    )
 
 
 def serve(args: argparse.Namespace, announce: Callable[..., None] | None = None) -> int:
@@ -50,6 +60,7 @@ def serve(args: argparse.Namespace, announce: Callable[..., None] | None = None)
         serial=args.plc_serial,
     )
     station = bench.start()
+    observer = _start_instruments_of_campaign(bench, args)
     text = station_toml(station)
     if args.station_out:
         tmp = Path(args.station_out).with_suffix(".tmp")
@@ -65,8 +76,28 @@ def serve(args: argparse.Namespace, announce: Callable[..., None] | None = None)
     except KeyboardInterrupt:
         pass
     finally:
+        if observer is not None:
+            observer.stop()
         bench.stop()
     return 0
+
+
+def _start_instruments_of_campaign(bench: Any, args: argparse.Namespace) -> Any:
+    """The observer log and the control channel, when asked for; returns the observer."""
+    from .faults import Control, Observer, serve_control
+
+    observer = None
+    if getattr(args, "observer_log", None):
+        observer = Observer(bench, args.observer_log)
+        observer.start()
+    if getattr(args, "control_out", None):
+        server = bench.run_on_loop(serve_control(Control(bench, observer)))
+        bench.add_server(server)
+        port = server.sockets[0].getsockname()[1]
+        tmp = Path(args.control_out).with_suffix(".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(args.control_out)  # whole at once: the campaign polls for it
+    return observer
 
 
 def bench_command(
@@ -78,6 +109,8 @@ def bench_command(
     seed: int = 0,
     serial: int | None = None,
     cal_due: str | None = None,
+    control_out: Path | None = None,
+    observer_log: Path | None = None,
 ) -> list[str]:
     """The command line of a child process serving this bench."""
     cmd = [sys.executable, "-m", "rig.emulators.spawn", model, "--scale", str(scale)]
@@ -88,6 +121,10 @@ def bench_command(
         cmd += ["--plc-serial", str(serial)]
     if cal_due:
         cmd += ["--cal-due", cal_due]
+    if control_out is not None:
+        cmd += ["--control-out", str(control_out)]
+    if observer_log is not None:
+        cmd += ["--observer-log", str(observer_log)]
     return cmd
 
 
