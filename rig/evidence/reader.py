@@ -55,6 +55,7 @@ class Conclusion:
     verdict: str
     note: str
     test: str
+    attempt: int = 1  # --retest: the attempt this conclusion is of (records before: 1)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class RunView:
                 verdict=str(x.get("verdict", Outcome.FAIL)),
                 note=str(x.get("note") or ""),
                 test=str(x.get("test") or ""),
+                attempt=_attempt(x.get("attempt")),
             )
             for x in self.of_kind(Kind.REQUIREMENT)
         ]
@@ -412,3 +414,8 @@ def is_torn_line(tail: bytes) -> bool:
             else:
                 return False
     return bool(stack)
+
+
+def _attempt(value: Any) -> int:
+    # a conclusion written before --retest has none: its run had one attempt
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
