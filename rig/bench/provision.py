@@ -203,6 +203,7 @@ def check_station(station: Station, profile: Any, opened: dict[str, Any]) -> Non
     try:
         plc.connect()
         kind = plc.read("KIND")
+        icd = plc.read("ICD_VERSION")
     except Exception as e:  # refused, silent, garbage: whatever it is, it is not this bench
         raise ConfigError(
             f"{source}: plc (host, port) = {address}: no PLC answers there ({_why(e)})"
@@ -213,6 +214,11 @@ def check_station(station: Station, profile: Any, opened: dict[str, Any]) -> Non
         raise ConfigError(
             f"{source}: plc (host, port) = {address}: the PLC reports KIND {kind}, but "
             f"{profile.model.name} is KIND {profile.model.kind} ({profile.model.kind_name})"
+        )
+    if icd != profile.model.icd_version:
+        raise ConfigError(
+            f"{source}: plc (host, port) = {address}: the PLC reports ICD_VERSION {icd}; this "
+            f"rig implements {profile.model.icd_version}"
         )
     for role in dict.fromkeys((profile.model.reference_role, "actuators")):
         addr = station.instrument(role)

@@ -150,8 +150,10 @@ class RigPlugin:
             rs.attempt = attempt
             may_retest = attempt <= self.retests and not rs.interrupted
             item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-            # a possible retest keeps the fixtures above the function (bench, PLC) set up
-            reports = runtestprotocol(item, nextitem=item if may_retest else nextitem, log=False)
+            # a possible retest tears down the test's own fixtures (table: safe state) but
+            # keeps those above it (bench, PLC) set up: the teardown aims at the item's parent
+            toward = item.parent if may_retest else nextitem
+            reports = runtestprotocol(item, nextitem=toward, log=False)  # type: ignore[arg-type]
             again = item.stash.get(_RETESTING, False) and not rs.interrupted
             for rep in reports:
                 if again and rep.failed:
