@@ -124,7 +124,8 @@ def test_retest_reruns_an_error_and_keeps_every_attempt(pytester, tmp_path):
     (entry,) = [e for e in cert.requirements if e.id == "TT-PERF-01"]
     assert entry.verdict == "PASS"
     assert "attempt 1: ERROR" in entry.note and "attempt 2: PASS" in entry.note
-    assert [r.value for r in entry.rows] == ["300 N"]  # the last attempt's measurements
+    # the last attempt's measurement only (not "worst of 2" across the attempts)
+    assert [(r.value_text, r.detail) for r in entry.rows] == [("300 N", "set = 300")]
     assert cert.verdict == "NOT CERTIFIED - partial"
 
 
@@ -187,6 +188,10 @@ def test_an_interrupt_replaced_by_a_later_exception_still_ends_the_run_interrupt
     report = verify_run(next(tmp_path.glob("TT-890-*")))
     assert report.status == VALID, report.as_text()
     assert report.verdict == "INTERRUPTED"
+    from rig.outputs.certificate import build_certificate
+
+    cert = build_certificate(next(tmp_path.glob("TT-890-*")))
+    assert cert.verdict == "INTERRUPTED" and sig in cert.verdict_detail
 
 
 def test_exit_codes_of_rig_certify():
