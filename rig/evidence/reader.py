@@ -189,8 +189,10 @@ class RunView:
     @property
     def verdict(self) -> str:
         """The run's overall verdict as its end line records it; INCOMPLETE when the run did not
-        end or its end line says it was interrupted."""
+        end or its end line says it did not complete (INTERRUPTED when it says so)."""
         end = self.end
+        if end is not None and end.get("verdict") == Outcome.INTERRUPTED:
+            return Outcome.INTERRUPTED  # ended by Ctrl-C or SIGTERM: it says so itself
         if end is None or not self.complete:
             return Outcome.INCOMPLETE
         return str(end.get("verdict", Outcome.INCOMPLETE))
