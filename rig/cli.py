@@ -49,7 +49,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
         request = check_request(vars(args), model=profile.model.name)
         check_serial(args.serial, profile)  # before anything starts, let alone moves
     except RigError as e:
-        console.print(f"[red]error:[/red] {e}")
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(e))}")  # "[model]" is not markup
         return 2
     args.model = profile.model.name
     if request.station_file:  # the emulator's options mean nothing to a real bench
