@@ -105,8 +105,10 @@ def test_retest_reruns_an_error_and_keeps_every_attempt(pytester, tmp_path):
         "        flag.touch()\n"
         '        raise PlcNotResponding("bench fault")'
     )
-    result = _run(pytester, tmp_path, action=action)
+    # allure (on by default under `rig certify`) sees both attempts
+    result = _run(pytester, tmp_path, action=action, args=["--alluredir", str(tmp_path / "al")])
     result.assert_outcomes(passed=1)
+    assert list((tmp_path / "al").glob("*-result.json"))
     result.stdout.fnmatch_lines(["*1 passed*1 rerun*"])
     concl = _kind(tmp_path, "requirement")
     assert [(c["attempt"], c["verdict"]) for c in concl] == [(1, "ERROR"), (2, "PASS")]
