@@ -221,3 +221,13 @@ def test_error_is_never_shown_as_the_unit_failing():
         assert console_colour(word) == "yellow"
         assert verdict_colour(word) != verdict_colour("FAIL")
     assert console_colour("FAIL") == "red"
+
+
+def test_the_console_shows_attempts_and_error_as_a_retest():
+    from rig.evidence.reader import Conclusion
+    from rig.outputs.console import _verdict_text
+
+    tries = [Conclusion(5, "A", "ERROR", "bench", "t", 1), Conclusion(9, "A", "PASS", "", "t", 2)]
+    assert _verdict_text("PASS", tries) == "PASS (attempt 2; earlier 1: ERROR)"
+    assert _verdict_text("ERROR", tries[:1]) == "ERROR - retest"
+    assert _verdict_text("FAIL", []) == "FAIL"
