@@ -10,6 +10,17 @@ from typing import Any
 from . import __version__
 from .errors import ConfigError, RigError
 
+CERTIFY_EXIT_CODES = """\
+exit codes (the overall verdict):
+  0  PASS                     every requirement of the profile passed
+  1  FAIL                     the unit failed a requirement (or the table was not confirmed safe)
+  2  usage or input error     nothing ran: a bad option, station file, bench address or serial
+  3  NOT CERTIFIED - retest   a requirement could not be judged (ERROR: a rig or bench fault,
+                              not the unit) even after --retest; run again
+  4  NOT CERTIFIED - partial  only some requirements were run (--requirement)
+  5  INTERRUPTED              Ctrl-C or SIGTERM: the table was made safe, the record ended
+"""
+
 
 def _suites_dir() -> Path:
     """The suites: inside the installed package (a wheel maps them to rig/suites), or the
@@ -26,7 +37,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     import pytest
     from rich.console import Console
 
-    from .bench.provision import check_request
+    from .bench.provision import check_request, check_serial
     from .outputs import sinks
     from .outputs.console import CertifyConsole
     from .plugin.options import to_pytest_args
@@ -36,8 +47,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.model)
         request = check_request(vars(args), model=profile.model.name)
+        check_serial(args.serial, profile)  # before anything starts, let alone moves
     except RigError as e:
-        console.print(f"[red]error:[/red] {e}")
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(e))}")  # "[model]" is not markup
         return 2
     args.model = profile.model.name
     if request.station_file:  # the emulator's options mean nothing to a real bench
@@ -204,7 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rig {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("certify", help="certify one unit: PASS/FAIL per requirement")
+    c = sub.add_parser(
+        "certify",
+        help="certify one unit: PASS/FAIL per requirement",
+        description="Certify one unit: run the model's requirement tests on the bench and "
+        "judge each against the profile's limits.",
+        epilog=CERTIFY_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_options(c)  # the plugin's options, from its one table
     c.add_argument(
         "--requirement",

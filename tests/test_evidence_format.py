@@ -31,6 +31,10 @@ def test_outcome_words_are_the_words_records_hold():
         "NOT RUN",
         "NOT CONCLUDED",
         "INVALID",
+        # issue 8: run-level words, after the words records held before
+        "NOT CERTIFIED - retest",
+        "NOT CERTIFIED - partial",
+        "INTERRUPTED",
     ]
     assert json.dumps({"verdict": Outcome.NOT_RUN}) == '{"verdict": "NOT RUN"}'
     assert Outcome.PASS == "PASS" and f"{Outcome.FAIL}" == "FAIL"
@@ -44,8 +48,17 @@ def test_severity_orders_outcomes_and_unknown_words_count_as_fail():
 def test_overall_verdict():
     ok = {"A": Outcome.PASS, "B": "PASS"}
     assert overall_verdict(ok, required=["A", "B"]) == Outcome.PASS
-    assert overall_verdict(ok, required=["A", "B", "C"]) == Outcome.FAIL  # C never concluded
-    assert overall_verdict({**ok, "B": "ERROR"}) == Outcome.FAIL
+    # issue 8: a requirement that could not be judged is not the unit failing
+    assert overall_verdict(ok, required=["A", "B", "C"]) == Outcome.RETEST  # C never concluded
+    assert overall_verdict({**ok, "B": "ERROR"}) == Outcome.RETEST
+    assert overall_verdict({"A": "FAIL", "B": "ERROR"}) == Outcome.FAIL  # the unit failed A
+    # a partial run (C not selected) is not certified, neither pass nor fail
+    assert overall_verdict(ok, required=["A", "B", "C"], selected=["A", "B"]) == Outcome.PARTIAL
+    assert (
+        overall_verdict({"A": "PASS", "B": "ERROR"}, required=["A", "B", "C"], selected=["A", "B"])
+        == Outcome.RETEST
+    )
+    assert overall_verdict(ok, interrupted=True, complete=False) == Outcome.INTERRUPTED
     assert overall_verdict(ok, unsafe="STATE 3 after STOP") == Outcome.FAIL
     assert overall_verdict(ok, complete=False) == Outcome.INCOMPLETE
     assert overall_verdict({"A": "FAIL"}, complete=False) == Outcome.INCOMPLETE

@@ -131,7 +131,9 @@ def test_safe_state_after_ctrl_c_and_record_incomplete(pytester, tmp_path):
     # stopped by the rig's STOP (a controlled stop to IDLE), not by the PLC's watchdog
     assert events[1]["state"] == "IDLE" and events[1]["fault"] == "NONE"
     assert events[1]["motor_enabled"] is False
-    assert _end(tmp_path)["verdict"] == "INCOMPLETE"
+    # issue 8: an interrupted run ends INTERRUPTED (was INCOMPLETE), still not complete
+    assert _end(tmp_path)["verdict"] == "INTERRUPTED"
+    assert _end(tmp_path)["complete"] is False
     assert lines[-1]["kind"] == "signature"  # the station signed what it recorded
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -170,3 +171,68 @@ def open_instrument(station: Station, role: str, opened: dict[str, Any]) -> Any:
     driver.check_identity()
     opened[role] = driver
     return driver
+
+
+def check_serial(serial: object, profile: Any) -> str:
+    """The scanned serial if the profile's `[model] serial_pattern` matches it whole; else a
+    ConfigError naming the serial and the pattern (an empty serial is never a unit's)."""
+    text = "" if serial is None else str(serial)
+    pattern = profile.model.serial_pattern
+    if not text.strip():
+        raise ConfigError(
+            f"--serial {text!r}: no serial number given; scan the unit's label "
+            f"({profile.model.name} serials match {pattern})"
+        )
+    if re.fullmatch(pattern, text) is None:
+        raise ConfigError(
+            f"--serial {text!r}: not a {profile.model.name} serial number; expected one matching "
+            f"{pattern} (profile [model] serial_pattern)"
+        )
+    return text
+
+
+def check_station(station: Station, profile: Any, opened: dict[str, Any]) -> None:
+    """Before anything moves, check a station file's bench: the PLC answers with the profile's
+    KIND, and each instrument the run uses answers `*IDN?` as the model the file names. Any
+    failure is one ConfigError naming the station file, the key and the address."""
+    from ..plc import Plc
+
+    source = station.source or "station"
+    address = f"{station.plc_host}:{station.plc_port}"
+    plc = Plc(profile, station.plc_host, station.plc_port, unit=station.plc_unit, timeout=1.0)
+    try:
+        plc.connect()
+        kind = plc.read("KIND")
+        icd = plc.read("ICD_VERSION")
+    except Exception as e:  # refused, silent, garbage: whatever it is, it is not this bench
+        raise ConfigError(
+            f"{source}: plc (host, port) = {address}: no PLC answers there ({_why(e)})"
+        ) from None
+    finally:
+        plc.close()
+    if kind != profile.model.kind:
+        raise ConfigError(
+            f"{source}: plc (host, port) = {address}: the PLC reports KIND {kind}, but "
+            f"{profile.model.name} is KIND {profile.model.kind} ({profile.model.kind_name})"
+        )
+    if icd != profile.model.icd_version:
+        raise ConfigError(
+            f"{source}: plc (host, port) = {address}: the PLC reports ICD_VERSION {icd}; this "
+            f"rig implements {profile.model.icd_version}"
+        )
+    for role in dict.fromkeys((profile.model.reference_role, "actuators")):
+        addr = station.instrument(role)
+        try:
+            open_instrument(station, role, opened)
+        except Exception as e:
+            driver = opened.pop(role, None)
+            if driver is not None:
+                driver.close()
+            raise ConfigError(
+                f"{source}: instruments.{role}.resource = {addr.resource}: {_why(e)}"
+            ) from None
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

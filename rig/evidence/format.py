@@ -54,6 +54,10 @@ class Outcome(StrEnum):
     NOT_RUN = "NOT RUN"  # a requirement of the model with no conclusion in the run
     NOT_CONCLUDED = "NOT CONCLUDED"  # measured, but its test was cut short before concluding
     INVALID = "INVALID"  # the record was altered after it was written: its verdicts are void
+    # run-level words: the unit is neither passed nor failed
+    RETEST = "NOT CERTIFIED - retest"  # a requirement could not be judged (ERROR): run again
+    PARTIAL = "NOT CERTIFIED - partial"  # only some requirements were selected to run
+    INTERRUPTED = "INTERRUPTED"  # Ctrl-C or SIGTERM: the run was stopped, its record ended
 
     @property
     def severity(self) -> int:
@@ -69,7 +73,26 @@ _SEVERITY = {
     Outcome.FAIL: 3,
     Outcome.ERROR: 4,
     Outcome.INVALID: 5,
+    Outcome.PARTIAL: 1,
+    Outcome.INTERRUPTED: 2,
+    Outcome.RETEST: 2,
 }
+
+# statements about the test, not the unit: shown as "not certified", never as the unit failing
+NOT_ABOUT_THE_UNIT = frozenset(
+    {Outcome.ERROR, Outcome.RETEST, Outcome.PARTIAL, Outcome.INTERRUPTED, Outcome.INCOMPLETE}
+)
+
+
+def is_unit_failure(verdict: str) -> bool:
+    """True when the verdict says the unit failed (FAIL, or a word the rig does not know);
+    ERROR, retest, partial and interrupted say the test could not judge it."""
+    return verdict not in NOT_ABOUT_THE_UNIT | {
+        Outcome.PASS,
+        Outcome.NOT_RUN,
+        Outcome.NOT_CONCLUDED,
+        Outcome.INVALID,
+    }
 
 
 def severity(verdict: str) -> int:
@@ -87,20 +110,37 @@ def overall_verdict(
     complete: bool = True,
     unsafe: str | None = None,
     intact: bool = True,
+    interrupted: bool = False,
+    selected: Iterable[str] | None = None,
 ) -> Outcome:
     """A run's overall verdict: the one rule, for the run's end line and for whoever re-judges it.
 
     `verdicts`: each concluded requirement's verdict; `required`: the requirements the model
-    has (one without a conclusion fails the run); `complete`: the run reached its end without
-    interruption (else INCOMPLETE, whatever the verdicts); `unsafe`: why the table was not
-    confirmed safe (fails the run); `intact`: the record verifies (else INVALID)."""
+    has; `complete`: the run reached its end without interruption (else INCOMPLETE, whatever
+    the verdicts); `interrupted`: Ctrl-C or SIGTERM stopped it (INTERRUPTED); `unsafe`: why the
+    table was not confirmed safe (fails the run); `intact`: the record verifies (else INVALID);
+    `selected`: the requirements the run set out to run (None: all it requires).
+
+    In order: a unit FAIL (or an unconfirmed safe state) is FAIL; a requirement that could not
+    be judged (ERROR, or selected but never concluded) is NOT CERTIFIED - retest; a required
+    requirement not selected is NOT CERTIFIED - partial; else PASS. FAIL is about the unit,
+    never about the test: ERROR alone never makes a run FAIL."""
+    if interrupted:
+        return Outcome.INTERRUPTED
     if not complete:
         return Outcome.INCOMPLETE
     if not intact:
         return Outcome.INVALID
-    missing = [r for r in required if r not in verdicts]
-    if missing or unsafe or any(v != Outcome.PASS for v in verdicts.values()):
+    required = list(required)
+    chosen = set(required if selected is None else selected)
+    if unsafe or any(v == Outcome.FAIL for v in verdicts.values()):
         return Outcome.FAIL
+    if any(v != Outcome.PASS for v in verdicts.values()) or any(
+        r not in verdicts for r in required if r in chosen
+    ):
+        return Outcome.RETEST
+    if any(r not in verdicts for r in required):
+        return Outcome.PARTIAL
     return Outcome.PASS
 
 

@@ -55,6 +55,7 @@ class Conclusion:
     verdict: str
     note: str
     test: str
+    attempt: int = 1  # --retest: the attempt this conclusion is of (records before: 1)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class RunView:
                 verdict=str(x.get("verdict", Outcome.FAIL)),
                 note=str(x.get("note") or ""),
                 test=str(x.get("test") or ""),
+                attempt=_attempt(x.get("attempt")),
             )
             for x in self.of_kind(Kind.REQUIREMENT)
         ]
@@ -187,8 +189,10 @@ class RunView:
     @property
     def verdict(self) -> str:
         """The run's overall verdict as its end line records it; INCOMPLETE when the run did not
-        end or its end line says it was interrupted."""
+        end or its end line says it did not complete (INTERRUPTED when it says so)."""
         end = self.end
+        if end is not None and end.get("verdict") == Outcome.INTERRUPTED:
+            return Outcome.INTERRUPTED  # ended by Ctrl-C or SIGTERM: it says so itself
         if end is None or not self.complete:
             return Outcome.INCOMPLETE
         return str(end.get("verdict", Outcome.INCOMPLETE))
@@ -412,3 +416,8 @@ def is_torn_line(tail: bytes) -> bool:
             else:
                 return False
     return bool(stack)
+
+
+def _attempt(value: Any) -> int:
+    # a conclusion written before --retest has none: its run had one attempt
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1

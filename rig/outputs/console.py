@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ..errors import RigError
-from ..evidence.format import Outcome
+from ..evidence.format import Outcome, is_unit_failure
 from ..plugin.events import (
     Event,
     Problem,
@@ -20,6 +20,33 @@ from ..plugin.events import (
 from ..plugin.sinks import EndedRun
 
 CONSOLE_KEY = pytest.StashKey["CertifyConsole"]()
+
+# the exit code of `rig certify` per overall verdict (a verdict not listed: 1)
+EXIT_CODES: dict[str, int] = {
+    Outcome.PASS: 0,
+    Outcome.FAIL: 1,
+    Outcome.RETEST: 3,
+    Outcome.PARTIAL: 4,
+    Outcome.INTERRUPTED: 5,
+    Outcome.INCOMPLETE: 5,
+}
+
+# what a verdict that is not about the unit tells the operator to do
+_ADVICE = {
+    Outcome.RETEST: "a requirement could not be judged (a rig or bench fault, not the unit): "
+    "the unit is not certified; run the certification again",
+    Outcome.PARTIAL: "only some requirements were run: the unit is not certified",
+    Outcome.INTERRUPTED: "the run was interrupted: the unit is not certified",
+    Outcome.INCOMPLETE: "the run did not end: the unit is not certified",
+}
+
+
+def verdict_colour(verdict: str) -> str:
+    """Green PASS, red for the unit failing, yellow for what is not about the unit (ERROR,
+    not certified, not run)."""
+    if verdict == Outcome.PASS:
+        return "green"
+    return "red" if is_unit_failure(verdict) else "yellow"
 
 
 class CertifyConsole:
@@ -74,7 +101,12 @@ class CertifyConsole:
                 self.progress.update(self.task, description=event.requirement or event.test)
         elif isinstance(event, RequirementConcluded):
             self.problems += event.problems
-            if self.task is not None:
+            if event.retesting:
+                self.console.print(
+                    f"[yellow]{event.requirement} attempt {event.attempt}: ERROR[/yellow] "
+                    f"({event.note or 'the test could not judge the unit'}); retesting"
+                )
+            elif self.task is not None:
                 self.progress.advance(self.task)
         elif isinstance(event, RunEnded):
             self.progress.stop()
@@ -103,28 +135,30 @@ class CertifyConsole:
         by_req: dict[str, list[Any]] = {}
         for m in record.measurements:
             by_req.setdefault(m.requirement, []).append(m)
+        attempts: dict[str, list[Any]] = {}
+        for c in record.conclusions:
+            attempts.setdefault(c.requirement, []).append(c)
         for req in profile.requirements:
             verdict = record.verdicts.get(req.id, Outcome.NOT_RUN)
-            colour = {Outcome.PASS: "green", Outcome.FAIL: "red"}.get(verdict, "yellow")
+            colour = verdict_colour(verdict)
+            shown = _verdict_text(verdict, attempts.get(req.id, []))
             rows = list(worst(by_req.get(req.id, [])).values())
             if not rows:
-                table.add_row(
-                    req.id, req.quantity, "-", req.limit, f"[{colour}]{verdict}[/{colour}]"
-                )
+                table.add_row(req.id, req.quantity, "-", req.limit, f"[{colour}]{shown}[/{colour}]")
             for i, m in enumerate(rows):
                 table.add_row(
                     req.id if i == 0 else "",
                     req.quantity if i == 0 else "",
                     f"{m.name} = {m.value_text()}",
                     m.limit_text(),
-                    f"[{colour}]{verdict}[/{colour}]"
+                    f"[{colour}]{shown}[/{colour}]"
                     if i == 0
                     else ("" if m.verdict == Outcome.PASS else "[red]FAIL[/red]"),
                 )
         self.console.print(table)
         overall = record.verdict
         self.verdict = overall
-        colour = "green" if overall == Outcome.PASS else "red"
+        colour = verdict_colour(overall)
         header = record.header or {}
         if header.get("not_valid_for_release"):
             reason = header.get("calibration_override", {}).get("reason", "")
@@ -137,6 +171,8 @@ class CertifyConsole:
         self.console.print(
             f"overall: [bold {colour}]{overall}[/bold {colour}]   record: {record.path}"
         )
+        if overall in _ADVICE:
+            self.console.print(f"[{colour}]{_ADVICE[overall]}[/{colour}]")
 
     def certificate(self, run: EndedRun) -> None:
         """Write the certificate (HTML and PDF) of the run and say where (a sink)."""
@@ -153,7 +189,7 @@ class CertifyConsole:
             )
 
     def exit_code(self, pytest_code: int) -> int:
-        """The exit code of `rig certify`: 0 PASS, 1 not PASS, 2 nothing ran."""
+        """The exit code of `rig certify` (EXIT_CODES; rig.cli.CERTIFY_EXIT_CODES says it)."""
         if not self.summarised:  # pytest stopped before the session (a usage error)
             self.summary(
                 EndedRun(
@@ -169,4 +205,16 @@ class CertifyConsole:
             )
         if self.verdict is None:
             return 2
-        return 0 if self.verdict == Outcome.PASS and pytest_code == 0 else 1
+        if self.verdict == Outcome.PASS and pytest_code != 0:
+            return 1  # a passing record but pytest failed something: not a pass
+        return EXIT_CODES.get(self.verdict, 1)
+
+
+def _verdict_text(verdict: str, conclusions: list[Any]) -> str:
+    """The verdict as the table shows it: ERROR as a retest (never as the unit failing), and
+    the attempts when --retest ran the requirement more than once."""
+    text = "ERROR - retest" if verdict == Outcome.ERROR else str(verdict)
+    if len(conclusions) > 1:
+        earlier = ", ".join(f"{c.attempt}: {c.verdict}" for c in conclusions[:-1])
+        text += f" (attempt {conclusions[-1].attempt}; earlier {earlier})"
+    return text

@@ -59,6 +59,7 @@ class RequirementStarted(Event):
     requirement: str  # "" for a test that verifies no requirement
     index: int  # 0-based position in RunStarted.tests
     total: int
+    attempt: int = 1  # > 1: a retest after an ERROR (--retest)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class MeasurementJudged(Event):
     bindings: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     trace: str | None = None
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class RequirementConcluded(Event):
     verdict: str  # as recorded; NOT RUN when the test concluded nothing
     note: str = ""
     problems: tuple[Problem, ...] = ()  # setup / teardown errors
+    attempt: int = 1
+    retesting: bool = False  # this attempt ended ERROR and the requirement runs again
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class RunEnded(Event):
     complete: bool
     not_run: tuple[str, ...] = ()
     unsafe: str | None = None
+    interrupted: str | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
 
 
 Subscriber = Callable[[Event], object]

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+from _pytest.runner import runtestprotocol
 
 from .. import __version__
 from ..errors import ConfigError, RigError, SafeStateError
@@ -19,11 +20,20 @@ from .events import (
     RunEnded,
     RunStarted,
 )
+from .options import retest_of
 from .session import CHECK_KEY, RigSession
 from .sinks import EndedRun, deliver
 
 _OUTCOMES = pytest.StashKey[dict]()
 _PROBLEMS = pytest.StashKey[list]()
+_VERDICT = pytest.StashKey[str]()  # the requirement's conclusion of the attempt just run
+_RETESTING = pytest.StashKey[bool]()  # that attempt ended ERROR and runs again
+_ATTEMPT_KEYS = (CHECK_KEY, _OUTCOMES, _PROBLEMS, _VERDICT, _RETESTING)
+RERUN = "rerun"  # the outcome of a report of an attempt that is run again (--retest)
+
+
+class JudgedFailure(AssertionError):
+    """The judge (RequirementCheck) failed a measurement: the unit failed, not the test."""
 
 
 def requirement_of(item: pytest.Item) -> Any:
@@ -43,7 +53,11 @@ class RigPlugin:
         self._collection_problems: list[Problem] = []
         self._index: dict[str, int] = {}
         self._requirement: dict[str, str] = {}
-        self._old_sigterm: Any = None
+        self._attempt: dict[str, int] = {}  # node id -> the attempt running (--retest)
+        self._old_signals: dict[int, Any] = {}
+        self._session: pytest.Session | None = None
+        self._interrupt_recorded = False
+        self.retests = 1
 
     # -- requirement parametrisation ------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -115,8 +129,62 @@ class RigPlugin:
                 requirement=self._requirement.get(nodeid, ""),
                 index=self._index.get(nodeid, -1),
                 total=len(self._index),
+                attempt=self._attempt.get(nodeid, 1),
             )
         )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        """Run a requirement test; while an attempt ends ERROR (the rig or bench, not the unit)
+        run it again, up to --retest times. Every attempt's measurements and conclusion stay in
+        the record; reports of an attempt run again are logged as "rerun", not failed."""
+        if requirement_of(item) is None:
+            return None
+        rs = self.session
+        attempt = 1
+        while True:
+            for key in _ATTEMPT_KEYS:  # nothing of the attempt before leaks into this one
+                if key in item.stash:
+                    del item.stash[key]
+            self._attempt[item.nodeid] = attempt
+            rs.attempt = attempt
+            may_retest = attempt <= self.retests and not rs.interrupted
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            # a possible retest tears down the test's own fixtures (table: safe state) but
+            # keeps those above it (bench, PLC) set up: the teardown aims at the item's parent
+            toward = item.parent if may_retest else nextitem
+            reports = runtestprotocol(item, nextitem=toward, log=False)  # type: ignore[arg-type]
+            again = item.stash.get(_RETESTING, False) and not rs.interrupted
+            for rep in reports:
+                if again and rep.failed:
+                    rep.outcome = RERUN  # type: ignore[assignment]
+                item.ihook.pytest_runtest_logreport(report=rep)
+            if not again:
+                if may_retest:  # finish the teardown the next item would have had
+                    self._teardown_towards(item, nextitem)
+                break
+            attempt += 1
+        rs.attempt = 1
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def _teardown_towards(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        # what pytest's own teardown does with the true next item (module or session scope)
+        try:
+            item.session._setupstate.teardown_exact(nextitem)
+        except Exception as e:
+            self.shout(f"teardown after {item.nodeid} failed: {type(e).__name__}: {e}")
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        """An attempt that ended ERROR and runs again is shown as a rerun, not a failure."""
+        if report.outcome == RERUN:
+            return RERUN, "R", ("RERUN", {"yellow": True})
+        return None
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        """After an interrupt no further test runs, whatever exception replaced it."""
+        if self.session.interrupted and self._session is not None:
+            self._session.shouldstop = f"interrupted ({self.session.interrupt_signal})"
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
@@ -124,7 +192,7 @@ class RigPlugin:
         result = yield
         chk = item.stash.get(CHECK_KEY, None)
         if chk is not None and chk.verdict() != Outcome.PASS:
-            raise AssertionError(chk.failure_text())
+            raise JudgedFailure(chk.failure_text())
         return result
 
     @pytest.hookimpl(wrapper=True)
@@ -142,11 +210,22 @@ class RigPlugin:
             return report
         rs = self.session
         req = requirement_of(item)
+        attempt = self._attempt.get(item.nodeid, 1)
         verdict, note = Outcome.NOT_RUN, ""
         if chk is not None:
-            verdict, note = _conclusion(chk.verdict(), outcomes)
+            interrupted = rs.interrupt_signal if rs.interrupted else None
+            verdict, note = _conclusion(chk, outcomes, interrupted=interrupted)
             if rs.record is not None:
                 rs.record.conclude_requirement(chk.requirement.id, verdict, note, test=item.nodeid)
+        retesting = (
+            verdict == Outcome.ERROR
+            and attempt <= self.retests
+            and not rs.interrupted
+            and not rs.unsafe
+            and item.nodeid in self._attempt
+        )
+        item.stash[_VERDICT] = verdict
+        item.stash[_RETESTING] = retesting
         rs.events.publish(
             RequirementConcluded(
                 test=item.nodeid,
@@ -154,6 +233,8 @@ class RigPlugin:
                 verdict=verdict,
                 note=note,
                 problems=tuple(problems),
+                attempt=attempt,
+                retesting=retesting,
             )
         )
         return report
@@ -164,7 +245,10 @@ class RigPlugin:
         """Ctrl-C: command STOP at once, before pytest formats anything; the fixtures' teardown
         then verifies the safe state as after any test."""
         rs = self.session
-        rs.interrupted = True
+        if not rs.interrupted:
+            rs.interrupted = True
+            text = str(excinfo.value)
+            rs.interrupt_signal = "SIGTERM" if "SIGTERM" in text else "SIGINT"
         if rs.table is None:
             return
         try:
@@ -173,18 +257,31 @@ class RigPlugin:
         except Exception as e:
             sent = f"STOP not sent: {e}"
         if rs.record is not None:
-            rs.record.event(f"interrupted: {sent}")
+            rs.record.event(f"interrupted: {sent}", signal=rs.interrupt_signal)
+            self._interrupt_recorded = True
 
-    def _terminate(self, signum: int, frame: object) -> None:
-        # the fixtures' teardown (safe state) runs on KeyboardInterrupt, not on a bare SIGTERM
-        raise KeyboardInterrupt("SIGTERM")
+    def _on_signal(self, signum: int, frame: object) -> None:
+        """SIGINT or SIGTERM: remember the interrupt in the session the moment it arrives (an
+        exception raised later, e.g. in a `finally` against an unpowered PLC, may replace the
+        KeyboardInterrupt), stop the session after this test, then raise KeyboardInterrupt so
+        that the fixtures' teardown (safe state) runs, as it does not on a bare SIGTERM."""
+        name = signal.Signals(signum).name
+        rs = self.session
+        if not rs.interrupted:
+            rs.interrupted = True
+            rs.interrupt_signal = name
+        if self._session is not None:
+            self._session.shouldstop = f"interrupted ({rs.interrupt_signal})"
+        raise KeyboardInterrupt(name)
 
     # -- the session -------------------------------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Check the user's inputs before anything runs, and make SIGTERM behave like Ctrl-C."""
         rs = self.session
         opts = rs.options
+        self._session = session
         try:
+            self.retests = retest_of(opts["retest"])
             if opts["station"] or opts["defect"] or opts["model"]:
                 rs.bench_request(defects=True)
             if opts["station"]:
@@ -192,11 +289,14 @@ class RigPlugin:
             if opts["model"]:
                 rs.get_profile()
                 if not session.config.option.collectonly:
+                    rs.check_serial()  # before anything moves
+                    rs.check_bench()  # a station file's addresses, identities and KIND
                     rs.calibration_gate()
         except ConfigError as e:
             raise pytest.UsageError(str(e)) from None
         if threading.current_thread() is threading.main_thread():
-            self._old_sigterm = signal.signal(signal.SIGTERM, self._terminate)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old_signals[sig] = signal.signal(sig, self._on_signal)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -214,21 +314,39 @@ class RigPlugin:
         record = rs.record
         profile = rs.profile
         verdict: str | None = None
-        complete = not rs.interrupted and exitstatus != pytest.ExitCode.INTERRUPTED
+        if exitstatus == pytest.ExitCode.INTERRUPTED and not rs.interrupted:
+            rs.interrupted = True
+        complete = not rs.interrupted
+        interrupted = rs.interrupt_signal if rs.interrupted else None
         missing: list[str] = []
         if record is not None and not record.ended:
             wanted = [r.id for r in profile.requirements] if profile is not None else []
             got = record.requirement_verdicts
             missing = [r for r in wanted if r not in got]
-            verdict = overall_verdict(got, required=wanted, complete=complete, unsafe=rs.unsafe)
+            # what the run set out to run: its items; a collection error leaves requirements
+            # unselected by accident, so that run is a retest, not a partial one
+            chosen = {r for r in self._requirement.values() if r}
+            selected = None if self._collection_problems else chosen
+            verdict = overall_verdict(
+                got,
+                required=wanted,
+                selected=selected,
+                unsafe=rs.unsafe,
+                interrupted=bool(interrupted),
+            )
+            if interrupted and not self._interrupt_recorded:
+                record.event(f"interrupted: {interrupted}", signal=interrupted)
+                self._interrupt_recorded = True
             if profile is not None:
                 record.traceability(list(profile.requirements))
+            extra = {"interrupted": interrupted} if interrupted else {}
             record.end(
                 verdict,
                 complete=complete,
                 not_run=missing,
                 unsafe=rs.unsafe,
                 rig_version=__version__,
+                **extra,
             )
         record_dir = record.directory if record is not None else None
         rs.events.publish(
@@ -238,6 +356,7 @@ class RigPlugin:
                 complete=complete,
                 not_run=tuple(missing),
                 unsafe=rs.unsafe,
+                interrupted=interrupted,
             )
         )
         run = EndedRun(
@@ -267,29 +386,43 @@ class RigPlugin:
             print(text, file=sys.stderr)
 
     def unconfigure(self) -> None:
-        """Stop an emulated bench we started; give SIGTERM back."""
+        """Stop an emulated bench we started; give SIGINT and SIGTERM back."""
         self.session.shutdown()
-        if self._old_sigterm is not None:
+        for sig, old in self._old_signals.items():
             try:
-                signal.signal(signal.SIGTERM, self._old_sigterm)
+                signal.signal(sig, old)
             except ValueError:  # pragma: no cover - not the main thread
                 pass
-            self._old_sigterm = None
+        self._old_signals.clear()
+        self._session = None
 
 
-def _conclusion(verdict: str, outcomes: dict[str, tuple[str, Any]]) -> tuple[str, str]:
-    """The requirement's verdict: its measurements', or ERROR when a phase raised something
-    other than an assertion (the test, not the unit, failed)."""
-    note = ""
+def _conclusion(
+    chk: Any, outcomes: dict[str, tuple[str, Any]], *, interrupted: str | None = None
+) -> tuple[str, str]:
+    """The requirement's verdict. FAIL only from the judge: a measurement outside its limit.
+    ERROR when the test could not judge the unit: an exception in setup or teardown, an
+    exception in the body that is not the judge's (a bare assertion, a wait that timed out, a
+    rig or bench fault), an interrupt, or nothing measured. PASS only when something was
+    measured, everything passed and nothing raised."""
+    errors = []
     for phase in ("setup", "call", "teardown"):
         outcome, excinfo = outcomes.get(phase, ("passed", None))
-        if (
-            outcome == "failed"
-            and excinfo is not None
-            and not excinfo.errisinstance(AssertionError)
-        ):
-            verdict = Outcome.ERROR if verdict == Outcome.PASS or phase != "call" else verdict
-            note = f"{phase}: {excinfo.typename}: {excinfo.value}"
-            if phase != "call":
-                verdict = Outcome.ERROR
-    return verdict, note
+        if outcome != "failed" or excinfo is None:
+            continue
+        if phase == "call" and excinfo.errisinstance(JudgedFailure):
+            continue
+        errors.append((phase, f"{phase}: {excinfo.typename}: {excinfo.value}"))
+    note = "; ".join(text for _, text in errors)
+    if interrupted:
+        return Outcome.ERROR, f"interrupted ({interrupted})" + (f"; {note}" if note else "")
+    if any(phase != "call" for phase, _ in errors):
+        return Outcome.ERROR, note
+    if chk.failed:
+        # the judge failed the unit; a later exception in the body does not undo that
+        return Outcome.FAIL, note
+    if errors:
+        return Outcome.ERROR, note
+    if not chk.measurements:
+        return Outcome.ERROR, "nothing was measured"
+    return Outcome.PASS, note

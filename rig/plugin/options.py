@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ..bench.provision import DEFAULT_SCALE, EMULATOR_MODES
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ OPTIONS: tuple[Option, ...] = (
         "run the emulated bench in a 'subprocess' or 'inprocess'",
         default=EMULATOR_MODES[0],
         choices=EMULATOR_MODES,
+    ),
+    Option(
+        "--retest",
+        "rig_retest",
+        "rerun a requirement that ended ERROR (a rig or bench fault, not the unit) up to N "
+        "times; every attempt is kept in the record, the last one's verdict counts",
+        default=1,
+        type=int,
+        metavar="N",
     ),
     Option(
         "--calibration-override",
@@ -147,6 +157,17 @@ def to_pytest_args(values: Mapping[str, Any] | argparse.Namespace) -> list[str]:
         for item in value if o.many else [value]:
             args += [o.flag, _text(item)]
     return args
+
+
+def retest_of(raw: object) -> int:
+    """How many times an ERROR requirement is rerun: an integer 0-10 (a ConfigError otherwise)."""
+    try:
+        value = int(str(raw if raw is not None else BY_DEST["retest"].default))
+    except ValueError:
+        raise ConfigError(f"--retest {raw!r}: expected an integer 0-10") from None
+    if not 0 <= value <= 10:
+        raise ConfigError(f"--retest {raw!r}: expected an integer 0-10")
+    return value
 
 
 def _text(value: Any) -> str:

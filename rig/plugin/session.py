@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ from ..bench.provision import (
     Bench,
     BenchRequest,
     check_request,
+    check_serial,
+    check_station,
     open_instrument,
     provision,
     scale_of,
 )
 from ..errors import ConfigError
-from ..evidence.format import now_iso, slug
+from ..evidence.format import Kind, now_iso, slug
 from ..evidence.measurement import Measurement
 from ..evidence.writer import RunRecord
 from ..station import Station
@@ -39,10 +42,12 @@ class LiveRecord(RunRecord):
     def __init__(self, directory: Path, events: EventBus) -> None:
         super().__init__(directory)
         self.events = events
+        self.attempt = 1  # the attempt of the requirement running (--retest), set by the plugin
 
     def add(self, m: Measurement) -> None:
-        """Record one judged measurement, then announce it."""
-        super().add(m)
+        """Record one judged measurement with its attempt, then announce it."""
+        self.measurements.append(m)
+        self._append(Kind.MEASUREMENT, {**asdict(m), "attempt": self.attempt})
         self.events.publish(
             MeasurementJudged(
                 requirement=m.requirement,
@@ -56,7 +61,25 @@ class LiveRecord(RunRecord):
                 bindings=dict(m.bindings),
                 note=m.note,
                 trace=m.trace,
+                attempt=self.attempt,
             )
+        )
+
+    def conclude_requirement(
+        self, requirement: str, verdict: str, note: str = "", test: str = ""
+    ) -> None:
+        """Record a requirement's verdict of this attempt (the last attempt's counts)."""
+        self.requirement_verdicts[requirement] = verdict
+        self.requirement_tests[requirement] = test
+        self._append(
+            Kind.REQUIREMENT,
+            {
+                "requirement": requirement,
+                "verdict": verdict,
+                "note": note,
+                "test": test,
+                "attempt": self.attempt,
+            },
         )
 
     def add_trace(self, name: str, csv_text: str) -> tuple[str, str]:
@@ -80,6 +103,8 @@ class RigSession:
         self.drivers: dict[str, Any] = {}
         self.table: Any = None
         self.interrupted = False
+        self.interrupt_signal = "SIGINT"  # which signal, once interrupted
+        self._attempt = 1
         self.unsafe: str | None = None
         self.calibration_override: dict[str, Any] | None = None
 
@@ -111,6 +136,28 @@ class RigSession:
         """The bench the options ask for, validated (rig.bench.provision judges the options);
         with `defects`, the defect names are checked against the model too."""
         return check_request(self.options, defects=defects)
+
+    @property
+    def attempt(self) -> int:
+        """The attempt of the requirement running (1, then 2 ... when --retest reruns it)."""
+        return self._attempt
+
+    @attempt.setter
+    def attempt(self, value: int) -> None:
+        self._attempt = value
+        if isinstance(self.record, LiveRecord):
+            self.record.attempt = value
+
+    def check_serial(self) -> str:
+        """The scanned serial, checked against the profile's pattern (a ConfigError if it is
+        empty or does not match): refused before anything moves."""
+        return check_serial(self.options["serial"], self.get_profile())
+
+    def check_bench(self) -> None:
+        """A station file's bench: every address answers, with the identity and KIND the
+        station file and profile say (a ConfigError naming file, key and address otherwise)."""
+        if self.options["station"]:
+            check_station(self.get_station(), self.get_profile(), self.drivers)
 
     # -- the bench -----------------------------------------------------------------------------
     def get_station(self) -> Station:
@@ -169,8 +216,10 @@ class RigSession:
         if self.record is None:
             serial = self.options["serial"] or "UNKNOWN"
             stamp = time.strftime("%Y%m%dT%H%M%S")
-            name = f"{self.model()}-{slug(str(serial), strip=False)}-{stamp}-{os.getpid()}"
+            # a slug: no serial can name a path outside the reports directory
+            name = f"{slug(self.model())}-{slug(str(serial), strip=False)}-{stamp}-{os.getpid()}"
             self.record = LiveRecord(self.reports() / name, self.events)
+            self.record.attempt = self._attempt
             self.record.start(self.record_header())
         return self.record
 

@@ -41,6 +41,10 @@ REQUIRED_COMMANDS = ("START", "STOP", "RESET", "ESTOP")
 Number = int | float
 
 
+# letters first: bench, demo and emulated units (T1, DEMO-TT-890, MATRIX); upper case, digits, -
+DEFAULT_SERIAL_PATTERN = r"[A-Z][A-Z0-9-]{0,31}"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     """The `[model]` table: what the table is and which reference instrument judges it."""
@@ -54,6 +58,8 @@ class ModelInfo:
     reference_model: str
     reference_channel: str
     primary_unit: str
+    # a scanned serial must match this whole (re.fullmatch); checked before anything moves
+    serial_pattern: str = DEFAULT_SERIAL_PATTERN
 
 
 @dataclass(frozen=True, slots=True)

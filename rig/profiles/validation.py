@@ -14,6 +14,7 @@ from rig.errors import ProfileError
 from .expr import Expr, ExprError, compile_expr
 from .model import (
     ACCESS,
+    DEFAULT_SERIAL_PATTERN,
     GROUPS,
     KIND_NAMES,
     REQUIRED_COMMANDS,
@@ -139,6 +140,7 @@ class _ProfileLoader(_Checker):
         "reference_model",
         "reference_channel",
         "primary_unit",
+        "serial_pattern",
     )
     REGISTER_KEYS = (
         "name",
@@ -205,7 +207,10 @@ class _ProfileLoader(_Checker):
 
     def model(self, data: object, registers: Mapping[str, Register]) -> ModelInfo:
         m = self.table(
-            data, "model", self.MODEL_KEYS, [k for k in self.MODEL_KEYS if k != "description"]
+            data,
+            "model",
+            self.MODEL_KEYS,
+            [k for k in self.MODEL_KEYS if k not in ("description", "serial_pattern")],
         )
         text = "a non-empty string"
         kind = self.get(m, "model", "kind", lambda v: _is_int(v) and v >= 1, "an integer >= 1")
@@ -227,6 +232,14 @@ class _ProfileLoader(_Checker):
             reference_model=self.get(m, "model", "reference_model", _is_text, text),
             reference_channel=self.get(m, "model", "reference_channel", _is_text, text),
             primary_unit=self.get(m, "model", "primary_unit", _is_text, text),
+            serial_pattern=self.get(
+                m,
+                "model",
+                "serial_pattern",
+                _is_serial_pattern,
+                "a regular expression that matches no empty serial and no path",
+                DEFAULT_SERIAL_PATTERN,
+            ),
         )
 
     def registers(self, entries: list[dict[str, Any]]) -> dict[str, Register]:
@@ -804,3 +817,14 @@ class _RequirementLoader(_Checker):
             description=self.get(m, key, "description", _is_str, "a string", ""),
             constants=MappingProxyType(dict(constants)),
         )
+
+
+def _is_serial_pattern(v: object) -> bool:
+    # a pattern that accepted "" or a path separator would let a bad scan through
+    if not isinstance(v, str) or not v:
+        return False
+    try:
+        rx = re.compile(v)
+    except re.error:
+        return False
+    return not any(rx.fullmatch(bad) for bad in ("", " ", "..", "../x", "/etc/x", "a/b", "a\\b"))

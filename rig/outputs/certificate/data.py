@@ -11,7 +11,7 @@ from typing import Any
 
 from ... import __version__
 from ...errors import ConfigError, RigError
-from ...evidence.format import Kind, Outcome, severity
+from ...evidence.format import Kind, Outcome, is_unit_failure, severity
 from ...evidence.measurement import Measurement
 from ...evidence.reader import read_run
 from ...evidence.verify import MEANING_OF, TAMPERED, VerifyReport, verify_view
@@ -127,7 +127,7 @@ def verdict_colour(verdict: str) -> str:
     """The colour a verdict is shown in (both renderers)."""
     if verdict == PASS:
         return "#1b7a35"
-    if severity(verdict) >= severity(FAIL) or verdict == INVALID:
+    if is_unit_failure(verdict) or verdict == INVALID:
         return "#b3001b"
     return "#a35a00"
 
@@ -149,6 +149,7 @@ class _Run:
     lines: int  # whole lines read (a torn last line is not counted)
     sha256: str  # of the record file as it is
     check: VerifyReport  # what `rig verify` says of the record and its trace files
+    attempts: tuple[int, ...] = ()  # the --retest attempt of each measurement (1 if none)
 
 
 def _read_run(run: Path) -> _Run:
@@ -165,6 +166,7 @@ def _read_run(run: Path) -> _Run:
         header=view.header,
         end=view.end,
         measurements=view.measurements,
+        attempts=tuple(_attempt_of(x) for x in view.of_kind(Kind.MEASUREMENT)),
         conclusions=view.of_kind(Kind.REQUIREMENT),
         events=view.events,
         signatures=view.signatures,
@@ -265,12 +267,16 @@ def build_certificate(run_dir: Path, *, profile: Profile | None = None) -> Certi
 
 def _entries(run: _Run, profile: Profile | None, plots: dict[str, Plot]) -> list[RequirementEntry]:
     """The profile's requirements in its order, then those only the record names."""
-    by_req: dict[str, list[Measurement]] = {}
-    for m in run.measurements:
-        by_req.setdefault(m.requirement, []).append(m)
     concluded: dict[str, list[dict[str, Any]]] = {}
     for x in run.conclusions:
         concluded.setdefault(str(x.get("requirement")), []).append(x)
+    # --retest: a requirement is shown with its last attempt's measurements (its verdict's)
+    last = {rid: max(_attempt_of(c) for c in cs) for rid, cs in concluded.items()}
+    attempts = run.attempts or (1,) * len(run.measurements)
+    by_req: dict[str, list[Measurement]] = {}
+    for m, n in zip(run.measurements, attempts, strict=False):
+        if n == last.get(m.requirement, n):
+            by_req.setdefault(m.requirement, []).append(m)
 
     entries: list[RequirementEntry] = []
     profile_reqs = list(profile.requirements) if profile is not None else []
@@ -425,12 +431,24 @@ def _entry(
     *,
     in_profile: bool = True,
 ) -> RequirementEntry:
+    earlier: list[dict[str, Any]] = []
     if concluded:
+        # --retest: the last attempt's conclusion counts; the earlier ones are shown in the note
+        final = max(_attempt_of(c) for c in concluded)
+        earlier = [c for c in concluded if _attempt_of(c) != final]
+        concluded = [c for c in concluded if _attempt_of(c) == final]
         verdict = max((str(c.get("verdict", FAIL)) for c in concluded), key=severity)
     else:
         # measured but never concluded: the test was cut short, its verdict is not known
         verdict = NOT_CONCLUDED if ms else NOT_RUN
     note = "; ".join(str(c["note"]) for c in concluded if c.get("note"))
+    if earlier:
+        tries = "; ".join(
+            f"attempt {_attempt_of(c)}: {c.get('verdict')}"
+            + (f" ({c.get('note')})" if c.get("note") else "")
+            for c in earlier
+        )
+        note = f"{tries}; attempt {final}: {verdict}" + (f" ({note})" if note else "")
     tests = tuple(dict.fromkeys(str(c["test"]) for c in concluded if c.get("test")))
     if not tests and body:
         tests = (f"{body} (suite body; node id not recorded)",)
@@ -474,12 +492,22 @@ def _g(v: Any) -> str:
     return f"{v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
 
 
+def _attempt_of(line: dict[str, Any]) -> int:
+    n = line.get("attempt", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
 def _overall(
     end: dict[str, Any] | None, entries: list[RequirementEntry], tampered: bool
 ) -> tuple[str, str]:
     if end is None:
         return INCOMPLETE, (
             "The run did not reach its end line: it stopped early. This unit is not certified."
+        )
+    if end.get("verdict") == Outcome.INTERRUPTED:
+        how = f" ({end.get('interrupted')})" if end.get("interrupted") else ""
+        return Outcome.INTERRUPTED, (
+            f"The run was interrupted{how}; the table was made safe. This unit is not certified."
         )
     if end.get("verdict") == INCOMPLETE or end.get("complete") is False:
         return INCOMPLETE, "The run was interrupted. This unit is not certified."
@@ -493,10 +521,16 @@ def _overall(
     if end.get("verdict") == PASS and not bad and not unsafe:
         return PASS, "Every requirement of the profile passed."
     parts = []
-    failed = [e.id for e in entries if e.in_profile and severity(e.verdict) >= severity(FAIL)]
+    # ERROR is about the test, never the unit: listed apart from the unit's failures
+    failed = [e.id for e in entries if e.in_profile and is_unit_failure(e.verdict)]
+    errors = [e.id for e in entries if e.in_profile and e.verdict == Outcome.ERROR]
     not_run = [e.id for e in entries if e.in_profile and e.verdict in (NOT_RUN, NOT_CONCLUDED)]
     if failed:
         parts.append("failed: " + ", ".join(failed))
+    if errors:
+        parts.append(
+            "could not be judged (ERROR, a rig or bench fault; retest): " + ", ".join(errors)
+        )
     if not_run:
         parts.append("not run: " + ", ".join(not_run))
     if unsafe:
@@ -504,7 +538,11 @@ def _overall(
     if not parts:
         parts.append(f"the record's end line says {end.get('verdict')}")
     text = "; ".join(parts)
-    return FAIL, text[0].upper() + text[1:] + "."
+    text = text[0].upper() + text[1:] + "."
+    said = end.get("verdict")
+    if said in (Outcome.RETEST, Outcome.PARTIAL) and not failed and not unsafe:
+        return str(said), f"{text} This unit is not certified."
+    return FAIL, text
 
 
 def _text(v: Any) -> str:
