@@ -15,7 +15,7 @@ from ..errors import (
     SafeStateError,
     WriteRefused,
 )
-from ..plc import Number, Plc
+from ..plc import HeartbeatLate, Number, Plc, UnitTrippedCommLoss
 from ..profiles import Profile
 from ..wait import WaitTimeout, wait_until
 
@@ -67,6 +67,9 @@ class Table:
         self.home = home
         self.timeout = timeout
         self.restarted_on_reset = 0
+        # True once the heartbeat was paused on purpose in the present test: a COMM_LOSS then is
+        # what the test provoked, not one to classify (`ready()` clears it).
+        self.comm_loss_intended = False
 
     # -- device time ---------------------------------------------------------------------------
     def uptime(self) -> float:
@@ -202,6 +205,7 @@ class Table:
 
     def ready(self) -> None:
         """Bring the table to IDLE with FAULT 0 and relays at their defaults, before a test."""
+        self.comm_loss_intended = False
         if self.actuators is not None:
             self.actuators.patient = False
             self.actuators.estop = False
@@ -239,9 +243,13 @@ class Table:
         self.plc.command("STOP")
         state = self.wait_state("IDLE", "FAULT", "ESTOP", device_s=device_s)
         if state != "IDLE":
-            raise DeviceError(
+            error = DeviceError(
                 f"the table went to {state} (FAULT {self.plc.fault()}) while stopping, not IDLE"
             )
+            cause = self.unintended_comm_loss()
+            if cause is not None:  # whose fault: the rig's late heartbeat, or the unit's trip
+                raise cause from error
+            raise error
         self._wait_motion_finished(device_s)
 
     def _wait_motion_finished(self, device_s: float = 60.0) -> None:
@@ -253,14 +261,27 @@ class Table:
 
     @contextmanager
     def heartbeat_paused(self) -> Iterator[None]:
-        """Stop the heartbeat for the block (watchdog and power-loss tests); it runs again after
-        the block, whatever happened, if it ran before."""
+        """Stop the heartbeat for the block (watchdog and power-loss tests); the COMM_LOSS that
+        follows is intended. It runs again after the block if it ran before, except after
+        KeyboardInterrupt or SystemExit (the run is ending: make-safe follows, and the PLC
+        may be off). After another exception a failed restart is noted on that exception and
+        never replaces it."""
         hb = self.plc.heartbeat
         was_running = hb.running
+        self.comm_loss_intended = True
         hb.stop()
         try:
             yield
-        finally:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if was_running:
+                try:
+                    hb.start()
+                except Exception as restart:  # e.g. the PLC still off: the block's error stands
+                    exc.add_note(f"heartbeat not restarted: {type(restart).__name__}: {restart}")
+            raise
+        else:
             if was_running:
                 hb.start()
 
@@ -276,6 +297,37 @@ class Table:
         finally:
             if started:
                 hb.stop()
+
+    # -- unintended faults ---------------------------------------------------------------------
+    def unintended_comm_loss(self) -> HeartbeatLate | UnitTrippedCommLoss | None:
+        """If the table latched a COMM_LOSS this test did not provoke, whose fault it was
+        (the heartbeat's accounting in device time, `Heartbeat.comm_loss_cause`); else None.
+
+        Never raises: a PLC that cannot be read gives None (the caller's own error stands).
+        """
+        if self.comm_loss_intended:
+            return None
+        try:
+            values = self.plc.read_many(["FAULT", "FAULT_UPTIME_MS"])
+            fault = self.profile.register("FAULT").enum_name(int(values["FAULT"]))
+        except Exception:
+            return None
+        if fault != "COMM_LOSS":
+            return None
+        cause = self.plc.heartbeat.comm_loss_cause(int(values["FAULT_UPTIME_MS"]))
+        try:
+            self.plc.heartbeat.check()
+        except Exception as e:  # a failing heartbeat is the rig's or the bench's, never the unit's
+            if isinstance(cause, UnitTrippedCommLoss):
+                cause = HeartbeatLate(
+                    f"{cause}; but heartbeat writes failed: {e}",
+                    gap_ms=cause.gap_ms,
+                    watchdog_ms=cause.watchdog_ms,
+                    max_gap_ms=cause.max_gap_ms,
+                )
+            else:
+                cause.add_note(f"heartbeat write failed: {e}")
+        return cause
 
     # -- safe state ----------------------------------------------------------------------------
     def make_safe(self) -> SafeReport:
