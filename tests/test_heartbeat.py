@@ -224,3 +224,28 @@ def test_a_pause_restarts_the_heartbeat_after_a_clean_block():
     with tbl.heartbeat_paused():
         assert tbl.comm_loss_intended
     assert tbl.plc.heartbeat.running and tbl.plc.heartbeat.starts == 1
+
+
+# -- a scale the heartbeat cannot hold is refused (issue 8) --
+def test_max_holdable_scale_formula():
+    from rig.bench.heartbeat import max_holdable_scale, strictest_watchdog_ms
+
+    assert strictest_watchdog_ms("TT-890") == 500  # SAF-05 runs the table under 500 ms
+    # a beat of 1 ms must fit 3 times into the 375 ms the period leaves of 500 ms
+    assert max_holdable_scale(500, 1.0) == pytest.approx(125)
+
+
+def test_scale_1000_is_refused_naming_the_highest_that_holds(capsys):
+    from rig.bench.provision import check_request
+    from rig.cli import main
+    from rig.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max scale here: \d+$"):
+        check_request({"model": "TT-890", "scale": 1000})
+    assert check_request({"model": "TT-890", "scale": 20}).scale == 20  # the default holds
+    assert check_request({"model": "TT-890", "scale": 1000, "station": "s.toml"}).scale == 1000
+    assert main(["certify", "TT-890", "--serial", "1", "--scale", "1000"]) == 2
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "--scale 1000" in x)
+    assert "heartbeat cannot be held here" in line and "max scale here: " in line
+    assert "Traceback" not in out
