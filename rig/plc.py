@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -732,21 +733,44 @@ class Beat:
 
 
 class _Shared:
-    """State the heartbeat's writer (a child process or a thread) shares with the rig: plain
-    shared memory, so feeding the switch costs one store and never blocks either side."""
+    """State the heartbeat's writer (a child process or a thread) shares with the rig: fields
+    over one shared mapping (a temporary file both processes map), so feeding the switch costs
+    one store and never blocks either side; each field is a ctypes object (`.value`, slices).
+    """
 
-    def __init__(self, ctx: Any) -> None:
-        self.fed = ctx.RawValue("d", 0.0)  # time.monotonic() of the last progress
-        self.budget = ctx.RawValue("d", 0.0)  # stall budget, wall s
-        self.period = ctx.RawValue("d", 0.25)  # wall s between beats
-        self.stop = ctx.RawValue("b", 0)
-        self.count = ctx.RawValue("q", 0)  # beats written; slot i % RING holds beat i
-        self.ring = ctx.RawArray("d", 3 * RING)
-        self.withheld = ctx.RawValue("q", 0)  # beats not written: no progress for the budget
-        self.errors = ctx.RawValue("q", 0)
-        self.error_code = ctx.RawValue("i", 0)  # Modbus exception code, 0 for no answer
-        self.error_text = ctx.RawArray("c", 512)
-        self.priority = ctx.RawArray("c", 32)
+    def __init__(self, fd: int | None = None) -> None:
+        import ctypes
+        import mmap
+        import tempfile
+
+        layout = [
+            ("fed", ctypes.c_double, 1),  # time.monotonic() of the last progress
+            ("budget", ctypes.c_double, 1),  # stall budget, wall s
+            ("period", ctypes.c_double, 1),  # wall s between beats
+            ("count", ctypes.c_int64, 1),  # beats written; slot i % RING holds beat i
+            ("withheld", ctypes.c_int64, 1),  # beats not written: no progress for the budget
+            ("errors", ctypes.c_int64, 1),
+            ("error_code", ctypes.c_int64, 1),  # Modbus exception code, 0 for no answer
+            ("stop", ctypes.c_int64, 1),
+            ("stopped", ctypes.c_int64, 1),  # set by the writer once it writes no more
+            ("ring", ctypes.c_double, 3 * RING),  # (wall, UPTIME_MS before or -1, value)
+            ("error_text", ctypes.c_char, 512),
+            ("priority", ctypes.c_char, 32),
+        ]
+        size = sum(ctypes.sizeof(t) * n for _, t, n in layout)
+        if fd is None:
+            self.file: Any = tempfile.TemporaryFile()  # deleted when closed; no name to leak
+            self.file.truncate(size)
+            fd = self.file.fileno()
+        else:
+            self.file = None
+        self.fd = fd
+        self._map = mmap.mmap(fd, size)
+        offset = 0
+        for name, ctype, count in layout:  # all 8-byte types first: every field aligned
+            kind = ctype if count == 1 and ctype is not ctypes.c_char else ctype * count
+            setattr(self, name, kind.from_buffer(self._map, offset))
+            offset += ctypes.sizeof(ctype) * count
 
 
 def _raise_priority() -> str:
@@ -764,6 +788,15 @@ def _raise_priority() -> str:
         return "nice -10"
     except (OSError, AttributeError):
         return "normal"
+
+
+def _normal_priority() -> None:
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
 
 
 def _beat_loop(
@@ -813,32 +846,33 @@ def _beat_loop(
             if wait(next_at - time.monotonic()):
                 break
     finally:
+        shared.stopped.value = 1
+        _normal_priority()  # closing and exiting must not take the rig's CPU at a high priority
         link.close()
 
 
-def _process_main(
-    target: tuple[str, int, int, float],
-    registers: tuple[int, int, int, int, bool],
-    value: int,
-    shared: _Shared,
-    conn: Any,
-    parent: int,
-) -> None:
-    """The heartbeat process: beats until told to stop, or at once when the rig process dies
-    (its end of the pipe closes, which wakes the wait)."""
+def _process_main() -> None:
+    """The heartbeat process (`python -c`, see Heartbeat.start): beats until told to stop on
+    its stdin, or at once when the rig process dies (its end of the pipe closes: EOF)."""
+    import json
     import os
+    import select
+
+    args = json.loads(sys.argv[1])
+    parent = os.getppid()
+    shared = _Shared(int(args["fd"]))
+    stdin = sys.stdin.buffer.raw  # unbuffered: select() and read() agree
 
     def wait(seconds: float) -> bool:
         if os.getppid() != parent:
             return True
-        if conn.poll(max(0.0, seconds)):
-            try:
-                return conn.recv() == "stop"
-            except (EOFError, OSError):
-                return True  # the rig process is gone: stop writing now
+        ready, _, _ = select.select([stdin], [], [], max(0.0, seconds))
+        if ready:
+            line = stdin.read(64)
+            return not line or b"stop" in line  # EOF: the rig process is gone
         return False
 
-    _beat_loop(target, registers, value, shared, wait)
+    _beat_loop(tuple(args["target"]), tuple(args["registers"]), int(args["value"]), shared, wait)
 
 
 class Heartbeat:
@@ -882,7 +916,6 @@ class Heartbeat:
         self.errors: list[Exception] = []  # the latest 100 raised by `check`
         self._thread: threading.Thread | None = None
         self._process: Any = None
-        self._conn: Any = None
         self._stop_event = threading.Event()
         self._shared: _Shared | None = None
         self._lock = threading.Lock()
@@ -925,7 +958,7 @@ class Heartbeat:
         if self._shared is None or self._shared.stop.value:
             return False
         if self._process is not None:
-            return bool(self._process.is_alive())
+            return self._process.poll() is None
         return self._thread is not None and self._thread.is_alive()
 
     @property
@@ -966,28 +999,29 @@ class Heartbeat:
             beat.address,
             self.track_uptime,
         )
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        shared = _Shared(ctx)
+        shared = _Shared()
         shared.budget.value = self.stall_budget_s
         shared.fed.value = time.monotonic()
         self._shared = shared
         self._set_watchdog(watchdog_ms)
         self._stop_event.clear()
         if self.backend == "process":
-            parent_end, child_end = ctx.Pipe(duplex=False)
-            import os
+            import json
+            import subprocess
 
-            self._process = ctx.Process(
-                target=_process_main,
-                args=(target, registers, value, shared, parent_end, os.getpid()),
-                name="plc-heartbeat",
-                daemon=True,
+            # A plain interpreter, not multiprocessing: spawn would re-run the caller's
+            # __main__, and fork would copy a threaded process's held locks.
+            args = {"fd": shared.fd, "target": target, "registers": registers, "value": value}
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from rig.plc import _process_main; _process_main()",
+                    json.dumps(args),
+                ],
+                stdin=subprocess.PIPE,
+                pass_fds=(shared.fd,),
             )
-            self._process.start()
-            parent_end.close()  # only the child reads; our write end closing is its signal
-            self._conn = child_end
         else:
             self._thread = threading.Thread(
                 target=_beat_loop,
@@ -1025,26 +1059,28 @@ class Heartbeat:
         shared.stop.value = 1
         self._stop_event.set()
         limit = 2 * call_bound(self.plc.timeout) + 1.0
-        if self._conn is not None:
-            try:
-                self._conn.send("stop")
-            except OSError:
-                pass
+        self._tell(b"stop\n")
         if self._process is not None:
-            self._process.join(limit)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(1.0)
-                self._note_error("heartbeat process did not stop in time; killed")
-            self._process = None
+            # Wait for the writer to leave its loop, not for the process to exit: a watchdog
+            # test's last beat must follow the stop within WATCHDOG_MS of device time.
+            deadline = time.monotonic() + limit
+            while not shared.stopped.value and self._process.poll() is None:
+                if time.monotonic() > deadline:
+                    self._process.kill()
+                    self._note_error("heartbeat process did not stop in time; killed")
+                    break
+                time.sleep(0.001)  # paces the look at the flag; nothing is timed by it
+            process, self._process = self._process, None
+            if process.stdin is not None:
+                process.stdin.close()
+            # It has left its loop and only exits now (tens of ms): reaped in the background,
+            # because a watchdog test's last beat must follow this stop within WATCHDOG_MS.
+            threading.Thread(target=process.wait, name="heartbeat-reap", daemon=True).start()
         if self._thread is not None:
             self._thread.join(limit)
             if self._thread.is_alive():
                 self._note_error(f"heartbeat thread did not stop within {limit:g} s")
             self._thread = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
         self._last_beats = self.beats()
         return self.last
 
@@ -1158,10 +1194,15 @@ class Heartbeat:
         self._wake()
 
     def _wake(self) -> None:
-        if self._conn is not None:
+        self._tell(b"wake\n")
+
+    def _tell(self, line: bytes) -> None:
+        process = self._process
+        if process is not None and process.stdin is not None and not process.stdin.closed:
             try:
-                self._conn.send("wake")
-            except OSError:
+                process.stdin.write(line)
+                process.stdin.flush()
+            except (OSError, ValueError):
                 pass
 
     def _before_watchdog_write(self, new_ms: float) -> None:
