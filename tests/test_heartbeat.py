@@ -249,3 +249,44 @@ def test_scale_1000_is_refused_naming_the_highest_that_holds(capsys):
     line = next(x for x in out.splitlines() if "--scale 1000" in x)
     assert "heartbeat cannot be held here" in line and "max scale here: " in line
     assert "Traceback" not in out
+
+
+# -- an unintended fault ends a procedure's wait at once, classified (finding 6, IT-SAF-07) --
+class _FaultedTable:
+    def __init__(self, cause):
+        self.cause = cause
+        self.plc = self
+
+    def read(self, name):
+        return 30.0
+
+    def configure(self, settings):
+        pass
+
+    def command(self, name):
+        pass
+
+    def status(self):
+        return {"at_setpoint": False}
+
+    def state(self):
+        return "FAULT"
+
+    def fault(self):
+        return "COMM_LOSS"
+
+    def wall_timeout(self, device_s):
+        return 30.0
+
+    def unintended_comm_loss(self):
+        return self.cause
+
+
+def test_home_does_not_wait_out_its_timeout_for_a_faulted_table():
+    from rig.procedures import InversionProcedure
+
+    late = HeartbeatLate("late", gap_ms=1200.0, watchdog_ms=1000.0, max_gap_ms=1200.0)
+    start = time.monotonic()
+    with pytest.raises(HeartbeatLate):
+        InversionProcedure(load_profile("IT-90")).home(_FaultedTable(late))
+    assert time.monotonic() - start < 1.0
