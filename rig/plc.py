@@ -288,8 +288,8 @@ class Plc:
         self._link.connect()
 
     def close(self) -> None:
-        """Stop the heartbeat and close the connection."""
-        self.heartbeat.stop()
+        """End the heartbeat and close the connection."""
+        self.heartbeat.close()
         self._link.close()
 
     def __enter__(self) -> Plc:
@@ -753,6 +753,8 @@ class _Shared:
             ("error_code", ctypes.c_int64, 1),  # Modbus exception code, 0 for no answer
             ("stop", ctypes.c_int64, 1),
             ("stopped", ctypes.c_int64, 1),  # set by the writer once it writes no more
+            ("paused", ctypes.c_int64, 1),  # asked by the rig: write nothing until cleared
+            ("value", ctypes.c_int64, 1),  # HEARTBEAT as the rig left it, for a resume
             ("ring", ctypes.c_double, 3 * RING),  # (wall, UPTIME_MS before or -1, value)
             ("error_text", ctypes.c_char, 512),
             ("priority", ctypes.c_char, 32),
@@ -818,6 +820,16 @@ def _beat_loop(
     next_at = time.monotonic()
     try:
         while not shared.stop.value:
+            if shared.paused.value:
+                shared.stopped.value = 1  # acknowledged: nothing more is written until resumed
+                if wait(3600.0):
+                    break
+                continue
+            if shared.stopped.value:  # resumed: from the rig's value, on a fresh connection
+                shared.stopped.value = 0
+                value = int(shared.value.value)
+                link.close()
+                next_at = time.monotonic()
             if time.monotonic() - shared.fed.value > shared.budget.value:
                 # Dead man's switch: the run made no progress for the budget, so the table's
                 # own watchdog must stop it; resumes when the run progresses again.
@@ -870,6 +882,7 @@ def _process_main() -> None:
         if ready:
             line = stdin.read(64)
             return not line or b"stop" in line  # EOF: the rig process is gone
+            # (pause, resume and wake only end the wait: the shared flags say what to do)
         return False
 
     _beat_loop(tuple(args["target"]), tuple(args["registers"]), int(args["value"]), shared, wait)
@@ -955,7 +968,7 @@ class Heartbeat:
     @property
     def running(self) -> bool:
         """True while the writer is alive and not stopping."""
-        if self._shared is None or self._shared.stop.value:
+        if self._shared is None or self._shared.stop.value or self._shared.paused.value:
             return False
         if self._process is not None:
             return self._process.poll() is None
@@ -999,12 +1012,47 @@ class Heartbeat:
             beat.address,
             self.track_uptime,
         )
-        shared = _Shared()
-        shared.budget.value = self.stall_budget_s
-        shared.fed.value = time.monotonic()
-        self._shared = shared
-        self._set_watchdog(watchdog_ms)
-        self._stop_event.clear()
+        paused = self._shared
+        if paused is not None and self._process is not None and self._process.poll() is None:
+            # The process paused by `stop` resumes: no new interpreter to wait for.
+            shared = paused
+            first = int(shared.count.value)
+            shared.budget.value = self.stall_budget_s
+            shared.fed.value = time.monotonic()
+            shared.value.value = value
+            self._set_watchdog(watchdog_ms)
+            shared.paused.value = 0
+            self._tell(b"resume\n")
+        else:
+            self.close()
+            shared = self._shared = _Shared()
+            first = 0
+            shared.budget.value = self.stall_budget_s
+            shared.fed.value = time.monotonic()
+            self._set_watchdog(watchdog_ms)
+            self._stop_event.clear()
+            self._spawn(target, registers, value, shared)
+        from rig.wait import on_progress
+
+        if self._cancel_feed is None:
+            self._cancel_feed = on_progress(self.feed)
+        deadline = time.monotonic() + ready_s
+        while shared.count.value <= first:
+            if not self.running or time.monotonic() > deadline:
+                text = shared.error_text.value.decode() or "no beat written"
+                self.stop()
+                raise PlcNotResponding(f"heartbeat did not start within {ready_s:g} s: {text}")
+            self.feed()  # waiting for the writer to start is progress (a spawn can take 1 s)
+            # Paces the look at the shared counter; nothing is timed by it.
+            time.sleep(0.002)
+
+    def _spawn(
+        self,
+        target: tuple[str, int, int, float],
+        registers: tuple[int, int, int, int, bool],
+        value: int,
+        shared: _Shared,
+    ) -> None:
         if self.backend == "process":
             import json
             import subprocess
@@ -1030,25 +1078,16 @@ class Heartbeat:
                 daemon=True,
             )
             self._thread.start()
-        from rig.wait import on_progress
-
-        self._cancel_feed = on_progress(self.feed)
-        deadline = time.monotonic() + ready_s
-        while shared.count.value == 0:
-            if not self.running or time.monotonic() > deadline:
-                text = shared.error_text.value.decode() or "no beat written"
-                self.stop()
-                raise PlcNotResponding(f"heartbeat did not start within {ready_s:g} s: {text}")
-            self.feed()  # waiting for the writer to start is progress (a spawn can take 1 s)
-            # Paces the look at the shared counter; nothing is timed by it.
-            time.sleep(0.002)
 
     def stop(self) -> tuple[int | None, int] | None:
-        """Stop the writer; return the last (UPTIME_MS read before it, value) written.
+        """Stop writing; return the last (UPTIME_MS read before it, value) written.
 
-        Bounded: a beat in progress is two requests, each ending within `call_bound`; a writer
-        still alive after that is killed (process) or left to stop at its next check (thread),
-        and the fact counted as a heartbeat error. Never raises.
+        The process backend's writer is paused, not ended (a later `start` resumes it at
+        once; `close` ends it): stopping must be quick, as a watchdog test's own last beat
+        must follow the writer's within WATCHDOG_MS of device time. Bounded: a beat in
+        progress is two requests, each ending within `call_bound`; a writer still writing
+        after that is killed (process) or left to stop at its next check (thread), and the
+        fact counted as a heartbeat error. Never raises.
         """
         shared = self._shared
         if self._cancel_feed is not None:
@@ -1056,33 +1095,51 @@ class Heartbeat:
             self._cancel_feed = None
         if shared is None:
             return None
-        shared.stop.value = 1
-        self._stop_event.set()
         limit = 2 * call_bound(self.plc.timeout) + 1.0
-        self._tell(b"stop\n")
         if self._process is not None:
-            # Wait for the writer to leave its loop, not for the process to exit: a watchdog
-            # test's last beat must follow the stop within WATCHDOG_MS of device time.
+            shared.paused.value = 1
+            self._tell(b"pause\n")
             deadline = time.monotonic() + limit
             while not shared.stopped.value and self._process.poll() is None:
                 if time.monotonic() > deadline:
-                    self._process.kill()
-                    self._note_error("heartbeat process did not stop in time; killed")
+                    self._note_error("heartbeat process did not stop writing in time; killed")
+                    self._end_process(kill=True)
                     break
                 time.sleep(0.001)  # paces the look at the flag; nothing is timed by it
-            process, self._process = self._process, None
-            if process.stdin is not None:
-                process.stdin.close()
-            # It has left its loop and only exits now (tens of ms): reaped in the background,
-            # because a watchdog test's last beat must follow this stop within WATCHDOG_MS.
-            threading.Thread(target=process.wait, name="heartbeat-reap", daemon=True).start()
         if self._thread is not None:
+            shared.stop.value = 1
+            self._stop_event.set()
             self._thread.join(limit)
             if self._thread.is_alive():
                 self._note_error(f"heartbeat thread did not stop within {limit:g} s")
             self._thread = None
         self._last_beats = self.beats()
         return self.last
+
+    def close(self) -> None:
+        """Stop writing and end the writer for good (its process too). Never raises."""
+        self.stop()
+        if self._process is not None:
+            self._end_process(kill=False)
+
+    def _end_process(self, *, kill: bool) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if self._shared is not None:
+            self._shared.stop.value = 1
+        if kill:
+            process.kill()
+        elif process.stdin is not None:
+            try:
+                process.stdin.write(b"stop\n")
+                process.stdin.flush()
+            except (OSError, ValueError):
+                pass
+        if process.stdin is not None:
+            process.stdin.close()  # EOF ends it in any case
+        # It only exits now (tens of ms): reaped in the background, not waited for.
+        threading.Thread(target=process.wait, name="heartbeat-reap", daemon=True).start()
 
     def _note_error(self, text: str) -> None:
         shared = self._shared

@@ -19,12 +19,12 @@ PERIOD_FRACTION = 0.25
 HOLD_FACTOR = 3.0
 #: Round trips per probe, and probes (the best is kept: one preempted probe refuses nothing).
 ROUND_TRIPS = 20
-PROBES = 3
+PROBES = 5
 
 
 def _probe_ms() -> float:
-    """Worst of ROUND_TRIPS Modbus-sized request/reply round trips over loopback TCP (NODELAY)
-    to a server thread: a beat's exchange without the PLC's own time."""
+    """Second worst of ROUND_TRIPS Modbus-sized request/reply round trips over loopback TCP
+    (NODELAY) to a server thread: a beat's exchange without the PLC's own time."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
@@ -37,7 +37,7 @@ def _probe_ms() -> float:
 
     server = threading.Thread(target=serve, name="beat-probe", daemon=True)
     server.start()
-    worst = 0.0
+    times: list[float] = []
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2.0) as c:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -48,21 +48,26 @@ def _probe_ms() -> float:
                 got = 0
                 while got < len(request):
                     got += len(c.recv(64))
-                worst = max(worst, (time.perf_counter() - start) * 1000.0)
+                times.append((time.perf_counter() - start) * 1000.0)
     finally:
         listener.close()
         server.join(2.0)
-    return worst
+    return _second_worst(times)
+
+
+def _second_worst(times: list[float]) -> float:
+    # One preemption in a probe is the host's load of that instant, not what a beat costs.
+    return sorted(times)[-2]
 
 
 def _late_wake_ms() -> float:
-    """Worst lateness of ROUND_TRIPS 1 ms sleeps: how late the scheduler wakes a beat here."""
-    worst = 0.0
+    """Second worst lateness of ROUND_TRIPS 1 ms sleeps: how late this host wakes a beat."""
+    late = []
     for _ in range(ROUND_TRIPS):
         start = time.perf_counter()
         time.sleep(0.001)  # the wake-up's lateness is what is measured, not a device duration
-        worst = max(worst, (time.perf_counter() - start) * 1000.0 - 1.0)
-    return worst
+        late.append((time.perf_counter() - start) * 1000.0 - 1.0)
+    return _second_worst(late)
 
 
 @functools.lru_cache(maxsize=1)
