@@ -292,3 +292,22 @@ def test_home_does_not_wait_out_its_timeout_for_a_faulted_table():
     with pytest.raises(HeartbeatLate):
         InversionProcedure(load_profile("IT-90")).home(_FaultedTable(late))
     assert time.monotonic() - start < 1.0
+
+
+# -- the record says which, with the gap --
+def test_a_unit_trip_is_a_fail_measurement_with_the_gap():
+    from rig.evidence.format import Outcome
+    from rig.procedures.check import RequirementCheck
+
+    req = load_profile("TT-890").requirements[0]
+    chk = RequirementCheck(req, None)
+    trip = UnitTrippedCommLoss("on time", gap_ms=260.0, watchdog_ms=1000.0, max_gap_ms=250.0)
+    m = chk.unit_fault(trip)
+    assert (m.name, m.value, m.unit, m.low, m.verdict) == (
+        "unintended_comm_loss",
+        260.0,
+        "ms",
+        1000.0,
+        Outcome.FAIL,
+    )
+    assert chk.verdict() == Outcome.FAIL and "unintended_comm_loss" in chk.failure_text()
