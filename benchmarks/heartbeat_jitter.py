@@ -58,15 +58,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scale", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--bench-fifo",
+        action="store_true",
+        help="run the emulated bench at SCHED_FIFO too (root): separates its stalls from ours",
+    )
+    ap.add_argument("--busy", type=int, nargs="*", default=[0, 2])
+    ap.add_argument("--backend", nargs="*", default=["thread", "process"])
     args = ap.parse_args()
     bench = spawn_bench("TT-890", scale=args.scale)
+    if args.bench_fifo:
+        import subprocess
+
+        subprocess.run(["chrt", "-f", "-a", "-p", "5", str(bench.process.pid)], check=True)
     host, port = bench.station.plc_host, bench.station.plc_port
     wall = 1000.0 / args.scale
     print(f"scale {args.scale:g}: WATCHDOG_MS 1000 is {wall:.1f} ms wall, period {wall / 4:.1f} ms")
     print(f"{'backend':8} {'busy':>4} {'writes':>6} {'median':>7} {'p99':>7} {'max':>7}  priority")
     try:
-        for busy in (0, 2):
-            for backend in ("thread", "process"):
+        for busy in args.busy:
+            for backend in args.backend:
                 gaps, priority = run(backend, busy, host, port, args.seconds)
                 gaps.sort()
                 p99 = gaps[int(0.99 * (len(gaps) - 1))]

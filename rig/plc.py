@@ -869,7 +869,11 @@ def _process_main() -> None:
     import json
     import os
     import select
+    import signal
 
+    # Ctrl-C reaches the whole process group: the rig handles it (STOP, make-safe) and this
+    # process ends when the rig tells it or exits, not in the middle of that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = json.loads(sys.argv[1])
     parent = os.getppid()
     shared = _Shared(int(args["fd"]))
