@@ -86,6 +86,20 @@ def test_a_stalled_rig_lets_the_watchdog_stop_the_table(table):
         table.stop_and_wait()
 
 
+def test_a_comm_loss_a_repeat_resets_is_still_classified(table):
+    """TT-SAF-02 repeats call ready(), whose RESET hid a COMM_LOSS: FAIL fault=6 on the unit."""
+    hb = table.plc.heartbeat
+    table.begin_test()
+    hb.start()
+    _run(table)
+    time.sleep(hb.stall_budget_s + 1.0 / SCALE + 0.5)  # stalled: the table faults COMM_LOSS
+    table.ready()  # the next repeat: RESET clears the latched fault
+    assert table.plc.fault() == "NONE"
+    assert isinstance(table.unintended_comm_loss(), HeartbeatLate)
+    table.begin_test()  # the next test does not inherit it
+    assert table.unintended_comm_loss() is None
+
+
 def test_the_heartbeat_process_stops_at_once_when_the_rig_dies(bench):
     """Parent death: the heartbeat process ends with it, whatever the stall budget."""
     script = textwrap.dedent(

@@ -68,8 +68,10 @@ class Table:
         self.timeout = timeout
         self.restarted_on_reset = 0
         # True once the heartbeat was paused on purpose in the present test: a COMM_LOSS then is
-        # what the test provoked, not one to classify (`ready()` clears it).
+        # what the test provoked, not one to classify (`begin_test()` clears it).
         self.comm_loss_intended = False
+        # Unintended COMM_LOSS faults a `ready()` inside the test reset, classified first.
+        self.unnoticed: list[HeartbeatLate | UnitTrippedCommLoss] = []
 
     # -- device time ---------------------------------------------------------------------------
     def uptime(self) -> float:
@@ -205,7 +207,6 @@ class Table:
 
     def ready(self) -> None:
         """Bring the table to IDLE with FAULT 0 and relays at their defaults, before a test."""
-        self.comm_loss_intended = False
         if self.actuators is not None:
             self.actuators.patient = False
             self.actuators.estop = False
@@ -217,6 +218,10 @@ class Table:
             self.plc.command("STOP")
             state = self.wait_state("IDLE", "FAULT", "ESTOP", device_s=60.0)
         if state != "IDLE" or self.plc.fault() != "NONE":
+            # a COMM_LOSS a test's repeat left is classified before RESET clears it
+            missed = self._comm_loss_now()
+            if missed is not None:
+                self.unnoticed.append(missed)
             self.plc.command("RESET")
         state = wait_until(
             lambda: (s := self.plc.state()) in ("IDLE", *RUNNING_STATES) and s,
@@ -299,12 +304,23 @@ class Table:
                 hb.stop()
 
     # -- unintended faults ---------------------------------------------------------------------
+    def begin_test(self) -> None:
+        """A test body starts: what went before it is not its to classify."""
+        self.comm_loss_intended = False
+        self.unnoticed.clear()
+
     def unintended_comm_loss(self) -> HeartbeatLate | UnitTrippedCommLoss | None:
-        """If the table latched a COMM_LOSS this test did not provoke, whose fault it was
-        (the heartbeat's accounting in device time, `Heartbeat.comm_loss_cause`); else None.
+        """If the table latched a COMM_LOSS this test did not provoke (now, or before a
+        `ready()` inside the test reset it), whose fault it was (the heartbeat's accounting
+        in device time, `Heartbeat.comm_loss_cause`); else None.
 
         Never raises: a PLC that cannot be read gives None (the caller's own error stands).
         """
+        if self.unnoticed:
+            return self.unnoticed[0]
+        return self._comm_loss_now()
+
+    def _comm_loss_now(self) -> HeartbeatLate | UnitTrippedCommLoss | None:
         if self.comm_loss_intended:
             return None
         try:

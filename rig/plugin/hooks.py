@@ -125,6 +125,8 @@ class RigPlugin:
         chk = item.stash.get(CHECK_KEY, None)
         table = self.session.table
         error: Exception | None = None
+        if table is not None:
+            table.begin_test()
         try:
             result = yield
         except Exception as exc:
