@@ -903,9 +903,12 @@ class Heartbeat:
     the table's own watchdog stops the table. The default budget is the longest any PLC call can
     take (`Plc.call_bound_s`) plus `STALL_MARGIN_S`, so a slow but bounded call never trips it.
 
-    `backend` "process" (the default, chosen by benchmarks/heartbeat_jitter.py: it does not wait
-    for the GIL behind the rig's own work, and it stops at once when the rig process dies) or
-    "thread". Either raises its own priority when the host allows it.
+    `backend` "process" (the default) or "thread"; either raises its own priority (SCHED_FIFO)
+    when the host allows it. Chosen by benchmarks/heartbeat_jitter.py (scale 20, period 12.5 ms,
+    this project's 2-core host with two busy-loop processes, the emulated bench at SCHED_FIFO
+    so that only the writer's stalls show): max gap between writes 20 ms for the process,
+    567 ms for the thread, which waits for the GIL behind the rig's own work. The process also
+    stops at once when the rig process dies (its stdin closes).
 
     Every beat is kept (`beats()`: wall time, UPTIME_MS read just before, value) so that an
     unintended COMM_LOSS can be classified (`comm_loss_cause`). A failed write is counted and
