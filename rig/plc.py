@@ -1047,6 +1047,8 @@ class Heartbeat:
         while shared.count.value <= first:
             if not self.running or time.monotonic() > deadline:
                 text = shared.error_text.value.decode() or "no beat written"
+                if self._process is not None and self._process.poll() is not None:
+                    text += f" (heartbeat process exited with code {self._process.returncode})"
                 self.stop()
                 raise PlcNotResponding(f"heartbeat did not start within {ready_s:g} s: {text}")
             self.feed()  # waiting for the writer to start is progress (a spawn can take 1 s)
@@ -1075,6 +1077,10 @@ class Heartbeat:
                     json.dumps(args),
                 ],
                 stdin=subprocess.PIPE,
+                # Not the rig's output: whoever reads it to its end must not wait for this
+                # process; its errors reach the rig through the shared mapping.
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 pass_fds=(shared.fd,),
             )
         else:
