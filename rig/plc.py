@@ -754,6 +754,7 @@ class _Shared:
             ("stop", ctypes.c_int64, 1),
             ("stopped", ctypes.c_int64, 1),  # set by the writer once it writes no more
             ("paused", ctypes.c_int64, 1),  # asked by the rig: write nothing until cleared
+            ("in_beat", ctypes.c_int64, 1),  # set by the writer while a beat may be written
             ("value", ctypes.c_int64, 1),  # HEARTBEAT as the rig left it, for a resume
             ("ring", ctypes.c_double, 3 * RING),  # (wall, UPTIME_MS before or -1, value)
             ("error_text", ctypes.c_char, 512),
@@ -830,6 +831,12 @@ def _beat_loop(
                 value = int(shared.value.value)
                 link.close()
                 next_at = time.monotonic()
+            # Announced before `paused` is looked at, so that the rig, which sets `paused`
+            # before it looks at this, either sees the beat under way or is seen by it.
+            shared.in_beat.value = 1
+            if shared.paused.value or shared.stop.value:
+                shared.in_beat.value = 0
+                continue
             if time.monotonic() - shared.fed.value > shared.budget.value:
                 # Dead man's switch: the run made no progress for the budget, so the table's
                 # own watchdog must stop it; resumes when the run progresses again.
@@ -852,6 +859,7 @@ def _beat_loop(
                     shared.error_code.value = code
                     shared.error_text.value = str(exc).encode()[:500]
                     shared.errors.value += 1
+            shared.in_beat.value = 0
             # Scheduled from the previous deadline so the period does not drift with latency;
             # when late (host stall), beat now rather than catch up with a burst.
             next_at = max(next_at + shared.period.value, time.monotonic())
@@ -1110,15 +1118,17 @@ class Heartbeat:
             return None
         limit = 2 * call_bound(self.plc.timeout) + 1.0
         if self._process is not None:
+            # No handshake: from here the writer starts no beat; only one under way is waited
+            # for (a watchdog test's own last beat must follow within WATCHDOG_MS).
             shared.paused.value = 1
-            self._tell(b"pause\n")
             deadline = time.monotonic() + limit
-            while not shared.stopped.value and self._process.poll() is None:
+            while shared.in_beat.value and self._process.poll() is None:
                 if time.monotonic() > deadline:
                     self._note_error("heartbeat process did not stop writing in time; killed")
                     self._end_process(kill=True)
                     break
-                time.sleep(0.001)  # paces the look at the flag; nothing is timed by it
+                time.sleep(0.0005)  # paces the look at the flag; nothing is timed by it
+            self._tell(b"pause\n")  # to idle now rather than at its next period
         if self._thread is not None:
             shared.stop.value = 1
             self._stop_event.set()
