@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,9 +26,19 @@ from rig.errors import (
     modbus_exception,
 )
 from rig.profiles import Profile, Register
-from rig.wait import WaitTimeout, wait_until
+from rig.wait import WaitTimeout, progress, wait_until
 
-__all__ = ["MAX_READ", "MAX_WRITE", "Heartbeat", "Plc", "UnguardedWrite", "call_bound"]
+__all__ = [
+    "MAX_READ",
+    "MAX_WRITE",
+    "Beat",
+    "Heartbeat",
+    "HeartbeatLate",
+    "Plc",
+    "UnguardedWrite",
+    "UnitTrippedCommLoss",
+    "call_bound",
+]
 
 MAX_READ = 125  # registers per FC03/FC04 request (Modbus application protocol)
 MAX_WRITE = 123  # registers per FC16 request
@@ -81,8 +93,12 @@ class _Link:
     thread's call on the same link to end.
     """
 
-    def __init__(self, host: str, port: int, unit: int, timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, unit: int, timeout: float, *, feeds: bool = False
+    ) -> None:
         self.host, self.port, self.unit, self.timeout = host, port, unit, timeout
+        # The run's main connection: each completed request is progress (rig.wait.progress).
+        self.feeds = feeds
         self.client = _NoDelayClient(host, port=port, timeout=timeout, retries=0)
         self.lock = threading.Lock()
         self.requests = 0
@@ -139,6 +155,8 @@ class _Link:
                         f"PLC at {self.host}:{self.port} (unit {self.unit}) did not answer "
                         f"{request} (after {attempt} attempt(s)): {exc}"
                     ) from None
+                if self.feeds:
+                    progress()  # an answer, even an exception reply, is progress
                 return self._check(response, fc, payload, request)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -248,7 +266,7 @@ class Plc:
     ) -> None:
         self.profile = profile
         self.host, self.port, self.unit, self.timeout = host, port, unit, timeout
-        self._link = _Link(host, port, unit, timeout)
+        self._link = _Link(host, port, unit, timeout, feeds=True)
         self._addresses: dict[str, frozenset[int]] = {
             space: frozenset(
                 a
@@ -270,8 +288,8 @@ class Plc:
         self._link.connect()
 
     def close(self) -> None:
-        """Stop the heartbeat and close the connection."""
-        self.heartbeat.stop()
+        """End the heartbeat and close the connection."""
+        self.heartbeat.close()
         self._link.close()
 
     def __enter__(self) -> Plc:
@@ -668,44 +686,328 @@ class Plc:
         )
 
 
-class Heartbeat:
-    """Writes HEARTBEAT with a changing value from its own thread over its own connection.
+# -- heartbeat: a dead man's switch ---------------------------------------------------------------
 
-    The period is `period_fraction` x WATCHDOG_MS of device time, converted to wall time with
-    the PLC's measured clock rate, so it holds at any time scale. A failed write is recorded
-    and retried at the next period; `check()` raises it in the caller's thread.
+#: Wall seconds of margin over the longest bounded PLC call in the default stall budget.
+STALL_MARGIN_S = 2.0
+#: Beats kept for the accounting (a ring): at scale 20 and WATCHDOG_MS 1000 about 50 s of beats.
+RING = 4096
+BACKENDS = ("process", "thread")
+
+
+class HeartbeatLate(RigError):
+    """The table faulted COMM_LOSS and the rig cannot show its heartbeat was on time: the rig's
+    fault (its heartbeat late, withheld by the dead man's switch, or failing), never the unit's.
+
+    `gap_ms` is the device time from the last heartbeat known to have landed to the fault (an
+    upper bound), None when no beat is known; `max_gap_ms` the largest gap between beats.
     """
 
     def __init__(
-        self, plc: Plc, *, period_fraction: float = 0.25, track_uptime: bool = True
+        self, why: str, *, gap_ms: float | None, watchdog_ms: float | None, max_gap_ms: float | None
     ) -> None:
+        self.gap_ms, self.watchdog_ms, self.max_gap_ms = gap_ms, watchdog_ms, max_gap_ms
+        super().__init__(why)
+
+
+class UnitTrippedCommLoss(DeviceError):
+    """The table faulted COMM_LOSS although the rig's heartbeat was provably on time: the unit's
+    watchdog tripped falsely. A judged outcome: the plugin records it as the FAIL measurement
+    `unintended_comm_loss` (value `gap_ms`, the device ms since the last heartbeat, at most)."""
+
+    measurement = "unintended_comm_loss"
+
+    def __init__(self, why: str, *, gap_ms: float, watchdog_ms: float, max_gap_ms: float | None):
+        self.gap_ms, self.watchdog_ms, self.max_gap_ms = gap_ms, watchdog_ms, max_gap_ms
+        super().__init__(why)
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One heartbeat write: when it ended (wall, monotonic s), UPTIME_MS read just before it
+    (None when not tracked), and the value written."""
+
+    wall: float
+    uptime_ms: int | None
+    value: int
+
+
+class _Shared:
+    """State the heartbeat's writer (a child process or a thread) shares with the rig: fields
+    over one shared mapping (a temporary file both processes map), so feeding the switch costs
+    one store and never blocks either side; each field is a ctypes object (`.value`, slices).
+    """
+
+    def __init__(self, fd: int | None = None) -> None:
+        import ctypes
+        import mmap
+        import tempfile
+
+        layout = [
+            ("fed", ctypes.c_double, 1),  # time.monotonic() of the last progress
+            ("budget", ctypes.c_double, 1),  # stall budget, wall s
+            ("period", ctypes.c_double, 1),  # wall s between beats
+            ("count", ctypes.c_int64, 1),  # beats written; slot i % RING holds beat i
+            ("withheld", ctypes.c_int64, 1),  # beats not written: no progress for the budget
+            ("errors", ctypes.c_int64, 1),
+            ("error_code", ctypes.c_int64, 1),  # Modbus exception code, 0 for no answer
+            ("stop", ctypes.c_int64, 1),
+            ("stopped", ctypes.c_int64, 1),  # set by the writer once it writes no more
+            ("paused", ctypes.c_int64, 1),  # asked by the rig: write nothing until cleared
+            ("in_beat", ctypes.c_int64, 1),  # set by the writer while a beat may be written
+            ("value", ctypes.c_int64, 1),  # HEARTBEAT as the rig left it, for a resume
+            ("ring", ctypes.c_double, 3 * RING),  # (wall, UPTIME_MS before or -1, value)
+            ("error_text", ctypes.c_char, 512),
+            ("priority", ctypes.c_char, 32),
+        ]
+        size = sum(ctypes.sizeof(t) * n for _, t, n in layout)
+        if fd is None:
+            self.file: Any = tempfile.TemporaryFile()  # deleted when closed; no name to leak
+            self.file.truncate(size)
+            fd = self.file.fileno()
+        else:
+            self.file = None
+        self.fd = fd
+        self._map = mmap.mmap(fd, size)
+        offset = 0
+        for name, ctype, count in layout:  # all 8-byte types first: every field aligned
+            kind = ctype if count == 1 and ctype is not ctypes.c_char else ctype * count
+            setattr(self, name, kind.from_buffer(self._map, offset))
+            offset += ctypes.sizeof(ctype) * count
+
+
+def _raise_priority() -> str:
+    """SCHED_FIFO for the calling thread, else a lower nice value; what was got (best effort:
+    an unprivileged host keeps the normal priority, and the scale check measures that)."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # this thread, on Linux
+        return "SCHED_FIFO 10"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
+        return "nice -10"
+    except (OSError, AttributeError):
+        return "normal"
+
+
+def _normal_priority() -> None:
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
+def _beat_loop(
+    target: tuple[str, int, int, float],
+    registers: tuple[int, int, int, int, bool],
+    value: int,
+    shared: _Shared,
+    wait: Any,
+) -> None:
+    """The writer: read UPTIME_MS, write HEARTBEAT, every `period`, while the run progresses.
+
+    `wait(seconds)` sleeps and returns True when the writer must end (stop asked, parent gone).
+    """
+    shared.priority.value = _raise_priority().encode()
+    host, port, unit, timeout = target
+    up_fc, up_addr, up_count, beat_addr, track = registers
+    link = _Link(host, port, unit, timeout)
+    up_text = f"FC{up_fc:02d} UPTIME_MS@{up_addr}"
+    next_at = time.monotonic()
+    try:
+        while not shared.stop.value:
+            if shared.paused.value:
+                shared.stopped.value = 1  # acknowledged: nothing more is written until resumed
+                if wait(3600.0):
+                    break
+                continue
+            if shared.stopped.value:  # resumed: from the rig's value, on a fresh connection
+                shared.stopped.value = 0
+                value = int(shared.value.value)
+                link.close()
+                next_at = time.monotonic()
+            # Announced before `paused` is looked at, so that the rig, which sets `paused`
+            # before it looks at this, either sees the beat under way or is seen by it.
+            shared.in_beat.value = 1
+            if shared.paused.value or shared.stop.value:
+                shared.in_beat.value = 0
+                continue
+            if time.monotonic() - shared.fed.value > shared.budget.value:
+                # Dead man's switch: the run made no progress for the budget, so the table's
+                # own watchdog must stop it; resumes when the run progresses again.
+                shared.withheld.value += 1
+            else:
+                value = (value + 1) & 0xFFFF
+                try:
+                    before = -1.0
+                    if track:
+                        words = link.execute(up_fc, up_addr, up_count, up_text)
+                        before = float((words[0] << 16) | words[1] if up_count == 2 else words[0])
+                    link.execute(
+                        FC_WRITE_ONE, beat_addr, [value], f"FC06 HEARTBEAT@{beat_addr} = {value}"
+                    )
+                    slot = 3 * (shared.count.value % RING)
+                    shared.ring[slot : slot + 3] = [time.monotonic(), before, float(value)]
+                    shared.count.value += 1  # after the slot: a reader never sees it half done
+                except Exception as exc:
+                    code = exc.code if isinstance(exc, ModbusExceptionError) else 0
+                    shared.error_code.value = code
+                    shared.error_text.value = str(exc).encode()[:500]
+                    shared.errors.value += 1
+            shared.in_beat.value = 0
+            # Scheduled from the previous deadline so the period does not drift with latency;
+            # when late (host stall), beat now rather than catch up with a burst.
+            next_at = max(next_at + shared.period.value, time.monotonic())
+            if wait(next_at - time.monotonic()):
+                break
+    finally:
+        shared.stopped.value = 1
+        _normal_priority()  # closing and exiting must not take the rig's CPU at a high priority
+        link.close()
+
+
+def _process_main() -> None:
+    """The heartbeat process (`python -c`, see Heartbeat.start): beats until told to stop on
+    its stdin, or at once when the rig process dies (its end of the pipe closes: EOF)."""
+    import json
+    import os
+    import select
+    import signal
+
+    # Ctrl-C reaches the whole process group: the rig handles it (STOP, make-safe) and this
+    # process ends when the rig tells it or exits, not in the middle of that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    args = json.loads(sys.argv[1])
+    parent = os.getppid()
+    shared = _Shared(int(args["fd"]))
+    stdin = sys.stdin.buffer.raw  # unbuffered: select() and read() agree
+
+    def wait(seconds: float) -> bool:
+        if os.getppid() != parent:
+            return True
+        ready, _, _ = select.select([stdin], [], [], max(0.0, seconds))
+        if ready:
+            line = stdin.read(64)
+            return not line or b"stop" in line  # EOF: the rig process is gone
+            # (pause, resume and wake only end the wait: the shared flags say what to do)
+        return False
+
+    _beat_loop(tuple(args["target"]), tuple(args["registers"]), int(args["value"]), shared, wait)
+
+
+class Heartbeat:
+    """HEARTBEAT written from its own process (or thread) over its own Modbus connection, as a
+    dead man's switch: it beats only while the run makes progress.
+
+    The period is `period_fraction` x WATCHDOG_MS of device time, converted to wall time with
+    the PLC's measured clock rate, so it holds at any time scale. Progress is `rig.wait.progress()`
+    (every wait poll, every completed PLC request on the main connection, every instrument
+    exchange); when none comes for `stall_budget_s` wall seconds the heartbeat stops writing and
+    the table's own watchdog stops the table. The default budget is the longest any PLC call can
+    take (`Plc.call_bound_s`) plus `STALL_MARGIN_S`, so a slow but bounded call never trips it.
+
+    `backend` "process" (the default) or "thread"; either raises its own priority (SCHED_FIFO)
+    when the host allows it. Chosen by benchmarks/heartbeat_jitter.py (scale 20, period 12.5 ms,
+    this project's 2-core host with two busy-loop processes, the emulated bench at SCHED_FIFO
+    so that only the writer's stalls show): max gap between writes 20 ms for the process,
+    567 ms for the thread, which waits for the GIL behind the rig's own work. The process also
+    stops at once when the rig process dies (its stdin closes).
+
+    Every beat is kept (`beats()`: wall time, UPTIME_MS read just before, value) so that an
+    unintended COMM_LOSS can be classified (`comm_loss_cause`). A failed write is counted and
+    retried at the next period; `check()` raises it in the caller's thread.
+    """
+
+    def __init__(
+        self,
+        plc: Plc,
+        *,
+        period_fraction: float = 0.25,
+        track_uptime: bool = True,
+        backend: str = "process",
+        stall_budget_s: float | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"heartbeat backend must be one of {BACKENDS}, got {backend!r}")
         self.plc = plc
         self.period_fraction = period_fraction
         self.track_uptime = track_uptime
-        self.writes = 0
-        self.errors: list[Exception] = []  # the latest 100
-        self.error_count = 0
+        self.backend = backend
+        self._budget = stall_budget_s
         self.period: float | None = None
         self.watchdog_ms: float | None = None
-        self.last: tuple[int | None, int] | None = None
+        self.errors: list[Exception] = []  # the latest 100 raised by `check`
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._process: Any = None
+        self._stop_event = threading.Event()
+        self._shared: _Shared | None = None
         self._lock = threading.Lock()
-        self._link: _Link | None = None
-        self._value = 0
+        self._cancel_feed: Any = None
         self._checked = 0
         self._rate = 1.0
+        self._link: _Link | None = None  # the thread backend's connection
         self._old_watchdog_ms: float | None = None
         self._new_watchdog_ms = 0.0
+        self._last_beats: list[Beat] = []  # kept across a stop for the accounting
+
+    # -- the switch ----------------------------------------------------------------------------
+    @property
+    def stall_budget_s(self) -> float:
+        """Wall seconds without progress after which the heartbeat stops writing."""
+        if self._budget is not None:
+            return self._budget
+        return self.plc.call_bound_s + STALL_MARGIN_S
+
+    def feed(self) -> None:
+        """The run made progress (usually through `rig.wait.progress()`)."""
+        shared = self._shared
+        if shared is not None:
+            shared.fed.value = time.monotonic()
 
     @property
-    def running(self) -> bool:
-        """True while the heartbeat thread is alive and not stopping."""
-        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+    def withheld(self) -> int:
+        """Beats not written because the run made no progress for the stall budget."""
+        return 0 if self._shared is None else int(self._shared.withheld.value)
 
-    def start(self, *, period_fraction: float | None = None) -> None:
-        """Read WATCHDOG_MS and the clock rate, then start writing (no-op if running)."""
+    @property
+    def priority(self) -> str:
+        """The scheduling the writer got (SCHED_FIFO 10, nice -10 or normal)."""
+        return "" if self._shared is None else self._shared.priority.value.decode()
+
+    # -- running -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while the writer is alive and not stopping."""
+        if self._shared is None or self._shared.stop.value or self._shared.paused.value:
+            return False
+        if self._process is not None:
+            return self._process.poll() is None
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def writes(self) -> int:
+        """Heartbeat writes so far (this run of the writer)."""
+        return 0 if self._shared is None else int(self._shared.count.value)
+
+    @property
+    def error_count(self) -> int:
+        """Failed heartbeat writes so far (this run of the writer)."""
+        return 0 if self._shared is None else int(self._shared.errors.value)
+
+    @property
+    def last(self) -> tuple[int | None, int] | None:
+        """(UPTIME_MS read before it, value) of the last beat written."""
+        beats = self.beats(1)
+        return None if not beats else (beats[-1].uptime_ms, beats[-1].value)
+
+    def start(self, *, period_fraction: float | None = None, ready_s: float = 15.0) -> None:
+        """Read WATCHDOG_MS and the clock rate, start the writer, and return once its first beat
+        is written (no-op if running). PlcNotResponding if it does not beat within `ready_s`."""
         if self.running:
             return
         if period_fraction is not None:
@@ -713,58 +1015,275 @@ class Heartbeat:
         if not 0 < self.period_fraction < 1:
             raise ValueError(f"period_fraction must be in (0, 1), got {self.period_fraction}")
         self._rate = self.plc.clock_rate()
-        self._set_watchdog(float(self.plc.read("WATCHDOG_MS")))
-        self._value = self.plc.read_raw("HEARTBEAT")
+        watchdog_ms = float(self.plc.read("WATCHDOG_MS"))
+        value = self.plc.read_raw("HEARTBEAT")
         plc = self.plc
-        self._link = _Link(plc.host, plc.port, plc.unit, plc.timeout)
-        self._link.connect()
-        self._stop.clear()
-        self._wake.clear()
-        self._thread = threading.Thread(target=self._run, name="plc-heartbeat", daemon=True)
-        self._thread.start()
+        uptime, beat = plc.profile.register("UPTIME_MS"), plc.profile.register("HEARTBEAT")
+        target = (plc.host, plc.port, plc.unit, plc.timeout)
+        registers = (
+            FC_READ[uptime.space],
+            uptime.address,
+            uptime.count,
+            beat.address,
+            self.track_uptime,
+        )
+        paused = self._shared
+        if paused is not None and self._process is not None and self._process.poll() is None:
+            # The process paused by `stop` resumes: no new interpreter to wait for.
+            shared = paused
+            first = int(shared.count.value)
+            shared.budget.value = self.stall_budget_s
+            shared.fed.value = time.monotonic()
+            shared.value.value = value
+            self._set_watchdog(watchdog_ms)
+            shared.paused.value = 0
+            self._tell(b"resume\n")
+        else:
+            self.close()
+            shared = self._shared = _Shared()
+            first = 0
+            shared.budget.value = self.stall_budget_s
+            shared.fed.value = time.monotonic()
+            self._set_watchdog(watchdog_ms)
+            self._stop_event.clear()
+            self._spawn(target, registers, value, shared)
+        from rig.wait import on_progress
+
+        if self._cancel_feed is None:
+            self._cancel_feed = on_progress(self.feed)
+        deadline = time.monotonic() + ready_s
+        while shared.count.value <= first:
+            if not self.running or time.monotonic() > deadline:
+                text = shared.error_text.value.decode() or "no beat written"
+                if self._process is not None and self._process.poll() is not None:
+                    text += f" (heartbeat process exited with code {self._process.returncode})"
+                self.stop()
+                raise PlcNotResponding(f"heartbeat did not start within {ready_s:g} s: {text}")
+            self.feed()  # waiting for the writer to start is progress (a spawn can take 1 s)
+            # Paces the look at the shared counter; nothing is timed by it.
+            time.sleep(0.002)
+
+    def _spawn(
+        self,
+        target: tuple[str, int, int, float],
+        registers: tuple[int, int, int, int, bool],
+        value: int,
+        shared: _Shared,
+    ) -> None:
+        if self.backend == "process":
+            import json
+            import subprocess
+
+            # A plain interpreter, not multiprocessing: spawn would re-run the caller's
+            # __main__, and fork would copy a threaded process's held locks.
+            args = {"fd": shared.fd, "target": target, "registers": registers, "value": value}
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from rig.plc import _process_main; _process_main()",
+                    json.dumps(args),
+                ],
+                stdin=subprocess.PIPE,
+                # Not the rig's output: whoever reads it to its end must not wait for this
+                # process; its errors reach the rig through the shared mapping.
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(shared.fd,),
+            )
+        else:
+            self._thread = threading.Thread(
+                target=_beat_loop,
+                args=(target, registers, value, shared, self._stop_event.wait),
+                name="plc-heartbeat",
+                daemon=True,
+            )
+            self._thread.start()
 
     def stop(self) -> tuple[int | None, int] | None:
-        """Stop and join the thread; return the last (UPTIME_MS read before it, value) written.
+        """Stop writing; return the last (UPTIME_MS read before it, value) written.
 
-        The UPTIME_MS is None when `track_uptime` is off. Bounded: a beat in progress is two
-        requests, each ending within `call_bound`; a thread still alive after that is left
-        (it is a daemon and stops at its next check) with its link, and the fact recorded as
-        a heartbeat error, rather than this call waiting on it for ever.
+        The process backend's writer is paused, not ended (a later `start` resumes it at
+        once; `close` ends it): stopping must be quick, as a watchdog test's own last beat
+        must follow the writer's within WATCHDOG_MS of device time. Bounded: a beat in
+        progress is two requests, each ending within `call_bound`; a writer still writing
+        after that is killed (process) or left to stop at its next check (thread), and the
+        fact counted as a heartbeat error. Never raises.
         """
-        thread = self._thread
-        if thread is not None:
-            self._stop.set()
-            self._wake.set()
-            limit = 2 * call_bound(self.plc.timeout) + 1.0
-            thread.join(limit)
+        shared = self._shared
+        if self._cancel_feed is not None:
+            self._cancel_feed()
+            self._cancel_feed = None
+        if shared is None:
+            return None
+        limit = 2 * call_bound(self.plc.timeout) + 1.0
+        if self._process is not None:
+            # No handshake: from here the writer starts no beat; only one under way is waited
+            # for (a watchdog test's own last beat must follow within WATCHDOG_MS).
+            shared.paused.value = 1
+            deadline = time.monotonic() + limit
+            while shared.in_beat.value and self._process.poll() is None:
+                if time.monotonic() > deadline:
+                    self._note_error("heartbeat process did not stop writing in time; killed")
+                    self._end_process(kill=True)
+                    break
+                time.sleep(0.0005)  # paces the look at the flag; nothing is timed by it
+            self._tell(b"pause\n")  # to idle now rather than at its next period
+        if self._thread is not None:
+            shared.stop.value = 1
+            self._stop_event.set()
+            self._thread.join(limit)
+            if self._thread.is_alive():
+                self._note_error(f"heartbeat thread did not stop within {limit:g} s")
             self._thread = None
-            if thread.is_alive():
-                self._record(PlcNotResponding(f"heartbeat thread did not stop within {limit:g} s"))
-                self._link = None
-        if self._link is not None:
-            self._link.close()
-            self._link = None
+        self._last_beats = self.beats()
         return self.last
 
-    def _record(self, exc: Exception) -> None:
-        with self._lock:
-            self.errors.append(exc)
-            del self.errors[:-100]
-            self.error_count += 1
+    def close(self) -> None:
+        """Stop writing and end the writer for good (its process too). Never raises."""
+        self.stop()
+        if self._process is not None:
+            self._end_process(kill=False)
+
+    def _end_process(self, *, kill: bool) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if self._shared is not None:
+            self._shared.stop.value = 1
+        if kill:
+            process.kill()
+        elif process.stdin is not None:
+            try:
+                process.stdin.write(b"stop\n")
+                process.stdin.flush()
+            except (OSError, ValueError):
+                pass
+        if process.stdin is not None:
+            process.stdin.close()  # EOF ends it in any case
+        # It only exits now (tens of ms): reaped in the background, not waited for.
+        threading.Thread(target=process.wait, name="heartbeat-reap", daemon=True).start()
+
+    def _note_error(self, text: str) -> None:
+        shared = self._shared
+        if shared is not None:
+            shared.error_code.value = 0
+            shared.error_text.value = text.encode()[:500]
+            shared.errors.value += 1
 
     def check(self) -> None:
-        """Raise the latest heartbeat error not raised before, if any."""
+        """Raise the latest heartbeat error not raised before, if any (typed: the Modbus
+        exception the PLC answered, or PlcNotResponding)."""
+        shared = self._shared
+        if shared is None:
+            return
         with self._lock:
-            if self.error_count > self._checked:
-                self._checked = self.error_count
-                raise self.errors[-1]
+            count = int(shared.errors.value)
+            if count <= self._checked:
+                return
+            self._checked = count
+            code, text = int(shared.error_code.value), shared.error_text.value.decode()
+            exc: Exception = (
+                modbus_exception(code, f"HEARTBEAT write ({text})")
+                if code
+                else PlcNotResponding(f"heartbeat: {text}")
+            )
+            self.errors.append(exc)
+            del self.errors[:-100]
+        raise exc
+
+    # -- accounting ------------------------------------------------------------------------------
+    def beats(self, last: int | None = None) -> list[Beat]:
+        """The beats written by the present (or, once stopped, the last) writer, oldest first;
+        only the latest `RING` are kept."""
+        shared = self._shared
+        if shared is None:
+            return list(self._last_beats[-last:] if last else self._last_beats)
+        count = int(shared.count.value)
+        n = min(count, RING, last or RING)
+        out = []
+        for i in range(count - n, count):
+            slot = 3 * (i % RING)
+            wall, up, value = shared.ring[slot : slot + 3]
+            out.append(Beat(wall, None if up < 0 else int(up), int(value)))
+        return out
+
+    def gaps_ms(self) -> list[float]:
+        """Device ms between successive beats (from the UPTIME_MS read before each)."""
+        ups = [b.uptime_ms for b in self.beats() if b.uptime_ms is not None]
+        return [float(b - a) for a, b in itertools.pairwise(ups) if b >= a]
+
+    def comm_loss_cause(self, fault_uptime_ms: int) -> HeartbeatLate | UnitTrippedCommLoss:
+        """Whose fault an unintended COMM_LOSS raised at device time `fault_uptime_ms` is.
+
+        A beat's write lands after the UPTIME_MS read before it and before the next beat's read
+        (one connection, in order), so the last beat certainly landed before the fault is the
+        last one followed by a read at or before the fault; the gap at the fault is at most the
+        fault time minus that beat's read. Shorter than WATCHDOG_MS (with 1 ms for the floors of
+        both clocks) proves the heartbeat on time: the unit tripped falsely. Anything else (a
+        longer gap, no beat known, beats withheld by the switch or failing) is the rig's.
+        """
+        watchdog = self.watchdog_ms
+        beats = [b for b in self.beats() if b.uptime_ms is not None]
+        ups = [b.uptime_ms for b in beats]
+        landed = [beats[i] for i in range(len(beats) - 1) if (ups[i + 1] or 0) <= fault_uptime_ms]
+        # gaps that began before the fault, including the one the fault fell in
+        gaps = [
+            float(b - a)
+            for a, b in itertools.pairwise(ups)
+            if a is not None and b is not None and a <= b and a <= fault_uptime_ms
+        ]
+        max_gap = max(gaps) if gaps else None
+        if not landed or watchdog is None:
+            return HeartbeatLate(
+                f"COMM_LOSS at UPTIME_MS {fault_uptime_ms} with no heartbeat known to have "
+                f"landed before it (the rig's heartbeat: {self.writes} writes, "
+                f"{self.withheld} withheld, {self.error_count} failed)",
+                gap_ms=None,
+                watchdog_ms=watchdog,
+                max_gap_ms=max_gap,
+            )
+        gap = float(fault_uptime_ms - (landed[-1].uptime_ms or 0))
+        detail = (
+            f"gap at the fault at most {gap:g} ms of device time, WATCHDOG_MS {watchdog:g}, "
+            f"largest gap between beats {max_gap if max_gap is None else f'{max_gap:g}'} ms, "
+            f"{self.withheld} beats withheld (no progress), {self.error_count} failed writes"
+        )
+        if gap < watchdog - 1.0:
+            return UnitTrippedCommLoss(
+                f"the table faulted COMM_LOSS although the heartbeat was on time: {detail}",
+                gap_ms=gap,
+                watchdog_ms=watchdog,
+                max_gap_ms=max_gap,
+            )
+        return HeartbeatLate(
+            f"the rig's heartbeat was late (COMM_LOSS, not the unit's fault): {detail}",
+            gap_ms=gap,
+            watchdog_ms=watchdog,
+            max_gap_ms=max_gap,
+        )
 
     # -- period --------------------------------------------------------------------------------
     def _set_watchdog(self, watchdog_ms: float) -> None:
         with self._lock:
             self.watchdog_ms = watchdog_ms
             self.period = watchdog_ms / 1000.0 * self.period_fraction / self._rate
-        self._wake.set()
+            if self._shared is not None:
+                self._shared.period.value = self.period
+        # A shorter period must apply to the wait under way already.
+        self._wake()
+
+    def _wake(self) -> None:
+        self._tell(b"wake\n")
+
+    def _tell(self, line: bytes) -> None:
+        process = self._process
+        if process is not None and process.stdin is not None and not process.stdin.closed:
+            try:
+                process.stdin.write(line)
+                process.stdin.flush()
+            except (OSError, ValueError):
+                pass
 
     def _before_watchdog_write(self, new_ms: float) -> None:
         # Shorten the period before a lower WATCHDOG_MS takes effect, not after.
@@ -774,7 +1293,7 @@ class Heartbeat:
 
     def _after_watchdog_write(self) -> None:
         # Re-read rather than trust the write: it may have been refused (03/06).
-        if self._thread is None:
+        if not self.running:
             return
         try:
             self._set_watchdog(float(self.plc.read("WATCHDOG_MS")))
@@ -783,51 +1302,3 @@ class Heartbeat:
             self._set_watchdog(
                 self._new_watchdog_ms if old is None else min(old, self._new_watchdog_ms)
             )
-
-    # -- thread --------------------------------------------------------------------------------
-    def _run(self) -> None:
-        link = self._link
-        assert link is not None
-        plc = self.plc
-        uptime = plc.profile.register("UPTIME_MS")
-        beat = plc.profile.register("HEARTBEAT")
-        fc_up = FC_READ[uptime.space]
-        up_text = Plc._request_text(fc_up, uptime)
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            beat_at = time.monotonic()
-            self._value = (self._value + 1) & 0xFFFF
-            value = self._value
-            try:
-                before: int | None = None
-                if self.track_uptime:
-                    # Not fed to the clock estimate: its reboot detection needs one ordered
-                    # sequence of samples, which only the main thread's reads give.
-                    words = link.execute(fc_up, uptime.address, uptime.count, up_text)
-                    before = int(uptime.from_raw(words))
-                link.execute(
-                    FC_WRITE_ONE,
-                    beat.address,
-                    beat.words(value),
-                    Plc._request_text(FC_WRITE_ONE, beat, str(value)),
-                )
-                with self._lock:
-                    self.writes += 1
-                    self.last = (before, value)
-            except Exception as exc:
-                self._record(exc)
-            with self._lock:
-                period = self.period or 0.25
-            # Scheduled from the previous deadline so the period does not drift with latency;
-            # when late (host stall), beat now rather than catch up with a burst.
-            next_at = max(next_at + period, time.monotonic())
-            while not self._stop.is_set():
-                remaining = next_at - time.monotonic()
-                if remaining <= 0:
-                    break
-                if self._wake.wait(remaining):
-                    # WATCHDOG_MS changed: a shorter period must apply to this wait already.
-                    self._wake.clear()
-                    with self._lock:
-                        period = self.period or period
-                    next_at = min(next_at, beat_at + period)

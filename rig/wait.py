@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from rig.errors import RigError
 
-__all__ = ["WaitTimeout", "wait_until"]
+__all__ = ["WaitTimeout", "on_progress", "progress", "wait_until"]
 
 T = TypeVar("T")
+
+# Who is told that the run made progress (the heartbeat's dead man's switch, see rig.plc). A
+# tuple swapped under a lock, so `progress()` (called on every poll and exchange) takes no lock.
+_feeders: tuple[Callable[[], None], ...] = ()
+_feeders_lock = threading.Lock()
+
+
+def on_progress(feed: Callable[[], None]) -> Callable[[], None]:
+    """Call `feed()` at every `progress()` from now on; returns the function that stops it."""
+    global _feeders
+    with _feeders_lock:
+        _feeders = (*_feeders, feed)
+
+    def cancel() -> None:
+        global _feeders
+        with _feeders_lock:
+            _feeders = tuple(f for f in _feeders if f is not feed)
+
+    return cancel
+
+
+def progress() -> None:
+    """The run made progress: a PLC or instrument exchange completed, or a wait polled.
+
+    This is the one feed of the heartbeat's dead man's switch (CONVENTIONS, "When things go
+    wrong"): it is called by `wait_until` at every poll, by the PLC driver after every completed
+    request on its main connection, and by the instrument transport after every exchange.
+    When nothing calls it for the heartbeat's stall budget, the heartbeat stops writing and the
+    table's own watchdog stops the table. Only the run's own thread may call it: a helper thread
+    that calls it whatever the run does would keep a stalled run's table alive.
+    """
+    for feed in _feeders:
+        feed()
 
 
 class WaitTimeout(RigError):
@@ -46,6 +80,7 @@ def wait_until(
     while True:
         expired = time.monotonic() >= deadline
         polls += 1
+        progress()
         try:
             value = predicate()
         except ignore as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..station import ROLE_MODELS, Station, load_station
+from .heartbeat import check_scale_holds
 
 EMULATOR_MODES = ("subprocess", "inprocess")  # the first is the default
 # a device second in 50 ms of wall time: the host keeps WATCHDOG_MS / 20 between heartbeats
@@ -96,10 +97,13 @@ def check_request(
 
         check_defects(str(name), chosen)
     raw_scale = values.get("scale")
+    scale = scale_of(DEFAULT_SCALE if raw_scale is None else raw_scale)
+    if not station and name:  # issue 8: a scale whose heartbeat this host cannot hold
+        check_scale_holds(scale, str(name))
     return BenchRequest(
         model=str(name) if name else None,
         station_file=str(station) if station else None,
-        scale=scale_of(DEFAULT_SCALE if raw_scale is None else raw_scale),
+        scale=scale,
         defects=chosen,
         emulator=mode,
         serial=str(values.get("serial") or ""),

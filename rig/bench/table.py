@@ -12,7 +12,7 @@ from ..errors import (
     SafeStateError,
     WriteRefused,
 )
-from ..plc import Number, Plc
+from ..plc import HeartbeatLate, Number, Plc, UnitTrippedCommLoss
 from ..profiles import Profile
 from ..wait import wait_until
 from .safe import SAFE_LINK_TIMEOUT_S, SafeLadder, SafeStateReport, return_upright
@@ -60,6 +60,11 @@ class Table:
         self.settings_before: dict[str, Number] | None = None
         #: settings make-safe could not write back (PLC silent); the next test's ready() does
         self.settings_pending: dict[str, Number] | None = None
+        # True once the heartbeat was paused on purpose in the present test: a COMM_LOSS then is
+        # what the test provoked, not one to classify (`begin_test()` clears it).
+        self.comm_loss_intended = False
+        # Unintended COMM_LOSS faults a `ready()` inside the test reset, classified first.
+        self.unnoticed: list[HeartbeatLate | UnitTrippedCommLoss] = []
 
     # -- device time ---------------------------------------------------------------------------
     def uptime(self) -> float:
@@ -213,6 +218,10 @@ class Table:
             self.plc.command("STOP")
             state = self.wait_state("IDLE", "FAULT", "ESTOP", device_s=60.0)
         if state != "IDLE" or self.plc.fault() != "NONE":
+            # a COMM_LOSS a test's repeat left is classified before RESET clears it
+            missed = self._comm_loss_now()
+            if missed is not None:
+                self.unnoticed.append(missed)
             self.plc.command("RESET")
         state = wait_until(
             lambda: (s := self.plc.state()) in ("IDLE", *RUNNING_STATES) and s,
@@ -239,9 +248,13 @@ class Table:
         self.plc.command("STOP")
         state = self.wait_state("IDLE", "FAULT", "ESTOP", device_s=device_s)
         if state != "IDLE":
-            raise DeviceError(
+            error = DeviceError(
                 f"the table went to {state} (FAULT {self.plc.fault()}) while stopping, not IDLE"
             )
+            cause = self.unintended_comm_loss()
+            if cause is not None:  # whose fault: the rig's late heartbeat, or the unit's trip
+                raise cause from error
+            raise error
         self._wait_motion_finished(device_s)
 
     def _wait_motion_finished(self, device_s: float = 60.0) -> None:
@@ -253,14 +266,27 @@ class Table:
 
     @contextmanager
     def heartbeat_paused(self) -> Iterator[None]:
-        """Stop the heartbeat for the block (watchdog and power-loss tests); it runs again after
-        the block, whatever happened, if it ran before."""
+        """Stop the heartbeat for the block (watchdog and power-loss tests); the COMM_LOSS that
+        follows is intended. It runs again after the block if it ran before, except after
+        KeyboardInterrupt or SystemExit (the run is ending: make-safe follows, and the PLC
+        may be off). After another exception a failed restart is noted on that exception and
+        never replaces it."""
         hb = self.plc.heartbeat
         was_running = hb.running
+        self.comm_loss_intended = True
         hb.stop()
         try:
             yield
-        finally:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if was_running:
+                try:
+                    hb.start()
+                except Exception as restart:  # e.g. the PLC still off: the block's error stands
+                    exc.add_note(f"heartbeat not restarted: {type(restart).__name__}: {restart}")
+            raise
+        else:
             if was_running:
                 hb.start()
 
@@ -276,6 +302,48 @@ class Table:
         finally:
             if started:
                 hb.stop()
+
+    # -- unintended faults ---------------------------------------------------------------------
+    def begin_test(self) -> None:
+        """A test body starts: what went before it is not its to classify."""
+        self.comm_loss_intended = False
+        self.unnoticed.clear()
+
+    def unintended_comm_loss(self) -> HeartbeatLate | UnitTrippedCommLoss | None:
+        """If the table latched a COMM_LOSS this test did not provoke (now, or before a
+        `ready()` inside the test reset it), whose fault it was (the heartbeat's accounting
+        in device time, `Heartbeat.comm_loss_cause`); else None.
+
+        Never raises: a PLC that cannot be read gives None (the caller's own error stands).
+        """
+        if self.unnoticed:
+            return self.unnoticed[0]
+        return self._comm_loss_now()
+
+    def _comm_loss_now(self) -> HeartbeatLate | UnitTrippedCommLoss | None:
+        if self.comm_loss_intended:
+            return None
+        try:
+            values = self.plc.read_many(["FAULT", "FAULT_UPTIME_MS"])
+            fault = self.profile.register("FAULT").enum_name(int(values["FAULT"]))
+        except Exception:
+            return None
+        if fault != "COMM_LOSS":
+            return None
+        cause = self.plc.heartbeat.comm_loss_cause(int(values["FAULT_UPTIME_MS"]))
+        try:
+            self.plc.heartbeat.check()
+        except Exception as e:  # a failing heartbeat is the rig's or the bench's, never the unit's
+            if isinstance(cause, UnitTrippedCommLoss):
+                cause = HeartbeatLate(
+                    f"{cause}; but heartbeat writes failed: {e}",
+                    gap_ms=cause.gap_ms,
+                    watchdog_ms=cause.watchdog_ms,
+                    max_gap_ms=cause.max_gap_ms,
+                )
+            else:
+                cause.add_note(f"heartbeat write failed: {e}")
+        return cause
 
     # -- safe state ----------------------------------------------------------------------------
     def settings_snapshot(self) -> dict[str, Number]:

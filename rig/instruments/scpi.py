@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, DeviceError, InstrumentError, InstrumentTimeout
 from ..trace import Trace
+from ..wait import progress
 
 # -- errors --------------------------------------------------------------------------------------
 
@@ -569,6 +570,7 @@ class ScpiInstrument:
             except ProtocolError:
                 self._stale_input = True
                 raise
+            progress()  # an answered exchange is run progress (the heartbeat's switch)
             code, message = self._parse_error(error_line, command)
             if code != 0:
                 raise self._device_error(code, message, command)

@@ -13,6 +13,7 @@ from _pytest.runner import runtestprotocol
 from .. import __version__
 from ..errors import ConfigError, RigError, SafeStateError
 from ..evidence.format import Outcome, overall_verdict
+from ..plc import HeartbeatLate, UnitTrippedCommLoss
 from .events import (
     Problem,
     RequirementConcluded,
@@ -189,8 +190,28 @@ class RigPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Any:
         """After the body ran, fail the test if any of its measurements failed its limit."""
-        result = yield
         chk = item.stash.get(CHECK_KEY, None)
+        table = self.session.table
+        error: Exception | None = None
+        if table is not None:
+            table.begin_test()
+        try:
+            result = yield
+        except Exception as exc:
+            error, result = exc, None
+        # A COMM_LOSS the test did not provoke, seen by the body or not (issue 8, finding 6):
+        # the rig's late heartbeat (ERROR) or the unit's false trip (a FAIL measurement).
+        cause = (
+            error
+            if isinstance(error, HeartbeatLate | UnitTrippedCommLoss)
+            else (None if table is None else table.unintended_comm_loss())
+        )
+        if isinstance(cause, UnitTrippedCommLoss) and chk is not None:
+            chk.unit_fault(cause)
+        elif cause is not None and cause is not error:
+            raise cause from error
+        elif error is not None:
+            raise error
         if chk is not None and chk.verdict() != Outcome.PASS:
             raise JudgedFailure(chk.failure_text())
         return result

@@ -70,6 +70,33 @@ class RequirementCheck:
         _allure_step(m)
         return m
 
+    def unit_fault(self, fault: Any) -> Measurement:
+        """Record a fault the unit caused on its own as a FAIL measurement: e.g. a COMM_LOSS
+        with the rig's heartbeat provably on time (`rig.plc.UnitTrippedCommLoss`: its
+        `measurement` name, the gap at the fault in device ms, and WATCHDOG_MS as the lowest
+        gap at which the watchdog may fire)."""
+        trace, trace_sha = self._trace_ref or (None, None)
+        m = Measurement(
+            requirement=self.requirement.id,
+            clause=self.requirement.clause,
+            name=str(fault.measurement),
+            value=float(fault.gap_ms),
+            unit="ms",
+            low=float(fault.watchdog_ms),
+            high=None,
+            equals=None,
+            verdict=Outcome.FAIL,
+            repeat=self.repeat,
+            note=str(fault),
+            trace=trace,
+            trace_sha256=trace_sha,
+        )
+        self.measurements.append(m)
+        if self.record is not None:
+            self.record.add(m)
+        _allure_step(m)
+        return m
+
     def measure_from(
         self,
         name: str,

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import analysis
 from ..bench.table import Table
+from ..errors import DeviceError
 from ..trace import Trace
 from ..wait import wait_until
 from .common import CONDITION_MARGIN_S, Procedure
@@ -56,11 +57,25 @@ class InversionProcedure(Procedure):
             return
         table.configure({"ANGLE_SET": 0.0, "HOLD_S": 0})
         table.command("START")
-        wait_until(
-            lambda: table.status().get("at_setpoint") or table.state() == "IDLE",
+        reached = wait_until(
+            lambda: (
+                "at_setpoint"
+                if table.status().get("at_setpoint")
+                else (s := table.state()) in ("IDLE", "FAULT", "ESTOP") and s
+            ),
             table.wall_timeout(self.profile.home["timeout_s"]),
             what="back at 0 deg",
         )
+        if reached in ("FAULT", "ESTOP"):
+            # issue 8 finding 6: a fault ends the wait at once (not after home's timeout), and
+            # an unintended COMM_LOSS says whose it was
+            error = DeviceError(
+                f"the table went to {reached} (FAULT {table.plc.fault()}) returning upright"
+            )
+            cause = table.unintended_comm_loss()
+            if cause is not None:
+                raise cause from error
+            raise error
         table.stop_and_wait()
 
     def stop_quantities(
