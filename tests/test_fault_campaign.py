@@ -23,13 +23,9 @@ CASES = [
     ),
     pytest.param(
         Plan(2, "TT-890", "TT-SAF-01", "link-drop", role="actuators", after_start_s=1.0),
+        # issue 8 findings 6, 7: the ACT-3 link lost during 'OUTP:EST ON' concluded TT-SAF-01
+        # FAIL before the honest-outcome rule (InstrumentUnreachable in the body is ERROR)
         id="link-drop-actuators",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="issue 8 'honest outcomes' (findings 6, 7): the ACT-3 link lost during "
-            "'OUTP:EST ON' (InstrumentUnreachable in the body) concludes TT-SAF-01 FAIL, "
-            "not ERROR",
-        ),
     ),
     pytest.param(Plan(3, "RT-600", "RT-SAF-01", "rig-sigterm", after_start_s=1.0), id="sigterm"),
     pytest.param(Plan(4, "IT-90", "IT-SAF-01", "rig-sigkill", after_start_s=1.0), id="sigkill"),

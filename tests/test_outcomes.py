@@ -29,6 +29,7 @@ BENCH = [
 BODY = """
 import pytest
 from rig.errors import PlcNotResponding
+from rig.plc import HeartbeatLate
 from rig.wait import WaitTimeout
 
 @pytest.mark.verifies("settled_force")
@@ -86,6 +87,22 @@ def test_only_the_judge_fails_the_unit(pytester, tmp_path):
     (concl,) = _kind(tmp_path, "requirement")  # a FAIL is not retested
     assert concl["verdict"] == "FAIL" and concl["attempt"] == 1
     assert _kind(tmp_path, "end")[0]["verdict"] == "FAIL"
+
+
+def test_a_late_heartbeat_after_a_judged_fail_is_error_not_fail(pytester, tmp_path):
+    # finding 6: the rig's own late heartbeat faulted the table (COMM_LOSS) and cut the body
+    # short; the value the judge failed around it says nothing about the unit
+    result = _run(
+        pytester,
+        tmp_path,
+        value="250.0",
+        action='raise HeartbeatLate("gap 612", gap_ms=612, watchdog_ms=500, max_gap_ms=612)',
+        args=["--retest", "0"],
+    )
+    result.assert_outcomes(failed=1)
+    (concl,) = _kind(tmp_path, "requirement")
+    assert concl["verdict"] == "ERROR" and "HeartbeatLate" in concl["note"]
+    assert _kind(tmp_path, "end")[0]["verdict"] == "NOT CERTIFIED - retest"
 
 
 def test_a_partial_run_is_not_certified_partial(pytester, tmp_path):

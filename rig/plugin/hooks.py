@@ -427,17 +427,21 @@ def _conclusion(
     rig or bench fault), an interrupt, or nothing measured. PASS only when something was
     measured, everything passed and nothing raised."""
     errors = []
+    rig_late = False
     for phase in ("setup", "call", "teardown"):
         outcome, excinfo = outcomes.get(phase, ("passed", None))
         if outcome != "failed" or excinfo is None:
             continue
         if phase == "call" and excinfo.errisinstance(JudgedFailure):
             continue
+        rig_late = rig_late or excinfo.errisinstance(HeartbeatLate)
         errors.append((phase, f"{phase}: {excinfo.typename}: {excinfo.value}"))
     note = "; ".join(text for _, text in errors)
     if interrupted:
         return Outcome.ERROR, f"interrupted ({interrupted})" + (f"; {note}" if note else "")
-    if any(phase != "call" for phase, _ in errors):
+    if rig_late or any(phase != "call" for phase, _ in errors):
+        # the rig's own heartbeat was late: the table's COMM_LOSS cut the body short, so what
+        # the judge failed around it says nothing about the unit (finding 6)
         return Outcome.ERROR, note
     if chk.failed:
         # the judge failed the unit; a later exception in the body does not undo that
