@@ -240,3 +240,24 @@ def test_calibration_override_marks_evidence_not_valid(pytester, tmp_path):
     assert rows["TT-SAF-08"]["test"].endswith("test_interlocks[TT-SAF-08]")
     assert rows["TT-SAF-08"]["measurements"] == ["exception_code", "motion"]
     assert rows["TT-SAF-01"]["verdict"] == "NOT RUN"
+
+
+def test_an_unguarded_write_is_shown_in_the_record(pytester, tmp_path):
+    # issue 8: the write guard's one named escape (the SAF-03 probes) is evidence the record shows
+    pytester.makepyfile(
+        """
+        import pytest
+        from rig.errors import ModbusExceptionError
+
+        def test_body(table, record):
+            with table.unguarded("out-of-range probe of the test"):
+                with pytest.raises(ModbusExceptionError):
+                    table.write_raw("FORCE_SET", 9999)
+            with pytest.raises(Exception, match="refused"):
+                table.write_raw("FORCE_SET", 9999)  # outside the escape: the guard refuses
+        """
+    )
+    pytester.runpytest(*BENCH, "--reports", str(tmp_path)).assert_outcomes(passed=1)
+    (shown,) = [e for e in _safe_events(tmp_path) if e["event"] == "unguarded write"]
+    assert shown["register"] == "FORCE_SET" and shown["words"] == [9999]
+    assert shown["reason"] == "out-of-range probe of the test" and shown["problem"]
