@@ -565,16 +565,26 @@ def move_rate(
 # --- faults ----------------------------------------------------------------------------------
 
 
-def fault_time(fault_uptime_ms: int, uptime_before_ms: int) -> float:
-    """Seconds from the UPTIME_MS read before the last heartbeat to FAULT_UPTIME_MS."""
+def fault_time(fault_uptime_ms: int, uptime_before_ms: int, *earlier_ms: int | None) -> float:
+    """Seconds from the UPTIME_MS read before the last heartbeat that landed before the fault to
+    FAULT_UPTIME_MS.
+
+    `uptime_before_ms` is the rig's own last beat; `earlier_ms` the UPTIME_MS read before
+    earlier beats (the heartbeat writer's last one), None where not known. When the table
+    faulted before the rig's own last beat landed (a host slower than WATCHDOG_MS / scale
+    between the writer's pause and that beat), the fault is timed from the latest earlier beat
+    before it: still the last heartbeat the PLC had, and an upper bound, as each UPTIME_MS is
+    read before its write."""
     if fault_uptime_ms == 0:
         raise AnalysisError("fault time: FAULT_UPTIME_MS is 0, no fault is latched")
-    if fault_uptime_ms < uptime_before_ms:
+    before = [t for t in (uptime_before_ms, *earlier_ms) if t is not None and t >= 0]
+    landed = [t for t in before if t <= fault_uptime_ms]
+    if not landed:
         raise AnalysisError(
             f"fault time: FAULT_UPTIME_MS {fault_uptime_ms} ms is before the UPTIME_MS "
             f"{uptime_before_ms} ms read before the last heartbeat"
         )
-    return (fault_uptime_ms - uptime_before_ms) / 1000.0
+    return (fault_uptime_ms - max(landed)) / 1000.0
 
 
 # --- roller ----------------------------------------------------------------------------------

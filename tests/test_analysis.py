@@ -666,6 +666,15 @@ def test_ramp_rate_errors():
 # --- faults ------------------------------------------------------------------------------------
 
 
+def test_fault_time_from_the_last_beat_that_landed_before_the_fault():
+    # the table faulted on the writer's last beat before the test's own last beat landed
+    assert an.fault_time(5600, 5700, 5000) == pytest.approx(0.6)
+    assert an.fault_time(5900, 5700, 5000) == pytest.approx(0.2)  # the own beat landed first
+    assert an.fault_time(5900, 5700, None) == pytest.approx(0.2)
+    with pytest.raises(an.AnalysisError):
+        an.fault_time(4000, 5700, 5000)
+
+
 def test_fault_time():
     assert an.fault_time(123_950, 123_400) == pytest.approx(0.55)
     assert an.fault_time(5000, 5000) == 0.0

@@ -265,18 +265,20 @@ class Table:
         )
 
     @contextmanager
-    def heartbeat_paused(self) -> Iterator[None]:
+    def heartbeat_paused(self) -> Iterator[int | None]:
         """Stop the heartbeat for the block (watchdog and power-loss tests); the COMM_LOSS that
-        follows is intended. It runs again after the block if it ran before, except after
+        follows is intended. Yields the UPTIME_MS read before the writer's last beat (None if
+        not known): the watchdog may fire on it before the test's own last beat lands. It runs
+        again after the block if it ran before, except after
         KeyboardInterrupt or SystemExit (the run is ending: make-safe follows, and the PLC
         may be off). After another exception a failed restart is noted on that exception and
         never replaces it."""
         hb = self.plc.heartbeat
         was_running = hb.running
         self.comm_loss_intended = True
-        hb.stop()
+        last = hb.stop()
         try:
-            yield
+            yield None if last is None else last[0]
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:

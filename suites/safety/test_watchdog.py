@@ -22,13 +22,13 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
         pretrigger_s=0.2,
         table=table,
     )
-    with table.heartbeat_paused():
+    with table.heartbeat_paused() as writer_before:
         uptime_before = table.last_heartbeat()
         reference_meter.trigger()
         trace = acq.fetch(table)
         fault = table.read_raw("FAULT")
         fault_ms = table.read("FAULT_UPTIME_MS")
-    fault_time = analysis.fault_time(fault_ms, uptime_before) if fault_ms else None
+    fault_time = analysis.fault_time(fault_ms, uptime_before, writer_before) if fault_ms else None
     quiet = float(p["quiet_from_s"])
     values = {
         "fault": fault,
