@@ -64,6 +64,10 @@ class RequirementCheck:
             trace=trace,
             trace_sha256=trace_sha,
         )
+        return self._keep(m)
+
+    def _keep(self, m: Measurement) -> Measurement:
+        """A judged measurement joins the requirement's, the record and the allure steps."""
         self.measurements.append(m)
         if self.record is not None:
             self.record.add(m)
@@ -91,11 +95,7 @@ class RequirementCheck:
             trace=trace,
             trace_sha256=trace_sha,
         )
-        self.measurements.append(m)
-        if self.record is not None:
-            self.record.add(m)
-        _allure_step(m)
-        return m
+        return self._keep(m)
 
     def measure_from(
         self,
