@@ -333,3 +333,22 @@ class TableMachine(RuleBasedStateMachine):
             return False
         assert r is None
         return True
+
+
+def inprocess_bench(serial: str = "T1") -> list[str]:
+    """pytest arguments for a TT-890 emulated in this process, for the plugin tests.
+
+    The in-process bench shares the interpreter with the rig: a gentle scale keeps the watchdog
+    window wide on a loaded CI machine (these tests need no speed)."""
+    return [
+        "--model",
+        "TT-890",
+        "--serial",
+        serial,
+        "--scale",
+        "5",
+        "--emulator",
+        "inprocess",
+        "-p",
+        "no:randomly",
+    ]

@@ -4,6 +4,8 @@ import json
 import threading
 from pathlib import Path
 
+from emulator_support import inprocess_bench
+
 from rig.plugin.events import (
     EventBus,
     MeasurementJudged,
@@ -121,16 +123,7 @@ def test_a_run_announces_its_course_and_survives_a_broken_subscriber(pytester, t
         str(SUITES),
         "-p",
         "evsub",
-        "--model",
-        "TT-890",
-        "--serial",
-        "EV-1",
-        "--scale",
-        "5",
-        "--emulator",
-        "inprocess",
-        "-p",
-        "no:randomly",
+        *inprocess_bench("EV-1"),
         "--reports",
         str(tmp_path / "reports"),
         "-k",

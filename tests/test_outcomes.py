@@ -5,24 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from emulator_support import inprocess_bench
 
 from rig.evidence.verify import VALID, verify_run
 
 pytest_plugins = ["pytester"]
 
-BENCH = [
-    "--model",
-    "TT-890",
-    "--serial",
-    "T1",
-    # a gentle scale: the in-process bench shares the interpreter with the heartbeat
-    "--scale",
-    "5",
-    "--emulator",
-    "inprocess",
-    "-p",
-    "no:randomly",
-]
+BENCH = inprocess_bench()
 
 # a body of the settled_force requirements (TT-PERF-01 and -02): one passing setpoint, then
 # `{action}`; only TT-PERF-01 is selected, so the run is partial at best

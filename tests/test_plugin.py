@@ -4,24 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from emulator_support import inprocess_bench
 
 pytest_plugins = ["pytester"]
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
-BENCH = [
-    "--model",
-    "TT-890",
-    "--serial",
-    "T1",
-    # the in-process bench shares the interpreter with the heartbeat: a gentle scale keeps the
-    # watchdog window wide on a loaded CI machine (these tests need no speed)
-    "--scale",
-    "5",
-    "--emulator",
-    "inprocess",
-    "-p",
-    "no:randomly",
-]
+BENCH = inprocess_bench()
 
 
 def _record(reports: Path) -> list[dict]:
