@@ -77,7 +77,11 @@ def modbus_exception(code: int, request: str) -> ModbusExceptionError:
 
 
 class PlcNotResponding(DeviceError):
-    """The PLC did not answer (powered off, booting, cable pulled)."""
+    """The PLC did not answer (powered off, booting, cable pulled).
+
+    `partial`: several requests were sent in one segment and only some were answered."""
+
+    partial: bool = False
 
 
 class WriteRefused(RigError):

@@ -15,7 +15,12 @@ from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.pdu import ExceptionResponse
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadInputRegistersRequest,
+    WriteSingleRegisterRequest,
+)
 
 from rig.errors import (
     DeviceError,
@@ -34,6 +39,7 @@ __all__ = [
     "Beat",
     "Heartbeat",
     "HeartbeatLate",
+    "HeartbeatStamp",
     "Plc",
     "UnguardedWrite",
     "UnitTrippedCommLoss",
@@ -160,6 +166,81 @@ class _Link:
                 return self._check(response, fc, payload, request)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def pipeline(
+        self,
+        requests: Sequence[tuple[int, int, int | list[int]]],
+        what: str,
+        *,
+        rest_s: float | None = None,
+    ) -> list[list[int]]:
+        """Send several FC03/04/06 requests in one TCP segment, then take their answers.
+
+        The PLC acts on them one after the other with no host round trip in between (Modbus
+        TCP lets a client have several transactions outstanding; the ICD's PLC answers each,
+        in order), so an UPTIME_MS read right before and right after a HEARTBEAT write brackets
+        the instant the write landed by the PLC's own handling time, not by the host's
+        latency times the time scale. One attempt: a lost answer closes the connection (no
+        late answer can be taken for a later request's) and raises PlcNotResponding; the
+        whole exchange ends within `call_bound(timeout, 1)`; with `rest_s`, the later answers
+        must follow the first within `rest_s` (a probe need not wait out the timeout).
+        """
+        frames, tids = [], []
+        answers: dict[int, ModbusPDU] = {}
+        first_at = 0.0
+        with self._held(what):
+            try:
+                if not self.client.connect() or self.client.socket is None:
+                    raise ConnectionException("connection refused or timed out")
+                for fc, address, payload in requests:
+                    pdu = _request_pdu(fc, address, payload, self.unit)
+                    pdu.transaction_id = self.client.transaction.getNextTID()
+                    tids.append(pdu.transaction_id)
+                    frames.append(self.client.framer.buildFrame(pdu))
+                self.requests += len(frames)
+                sock = self.client.socket
+                deadline = time.monotonic() + call_bound(self.timeout, 1)
+                sock.settimeout(self.timeout)
+                sock.sendall(b"".join(frames))
+                buffer = b""
+                while len(answers) < len(tids):
+                    if answers and rest_s is not None:
+                        deadline = min(deadline, first_at + rest_s)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        bound = call_bound(self.timeout, 1)
+                        raise ModbusIOException(f"no answer within {bound:g} s")
+                    sock.settimeout(min(self.timeout, left))
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        raise ConnectionException("connection closed by the PLC")
+                    buffer += chunk
+                    while buffer:
+                        used, pdu = self.client.framer.handleFrame(buffer, self.unit, 0)
+                        if pdu is None:
+                            break
+                        buffer = buffer[used:]
+                        if pdu.transaction_id in tids:
+                            if not answers:
+                                first_at = time.monotonic()
+                            answers[pdu.transaction_id] = pdu
+            except (ConnectionException, ModbusIOException, OSError) as exc:
+                self.client.close()
+                error = PlcNotResponding(
+                    f"PLC at {self.host}:{self.port} (unit {self.unit}) did not answer {what}: "
+                    f"{exc}" + (f" ({len(answers)} of {len(tids)} answered)" if answers else "")
+                )
+                error.partial = bool(answers)
+                raise error from None
+            finally:
+                if self.client.socket is not None:
+                    self.client.socket.settimeout(self.timeout)
+            if self.feeds:
+                progress()
+            return [
+                self._check(answers[tid], fc, payload, what)
+                for tid, (fc, _, payload) in zip(tids, requests, strict=True)
+            ]
+
     def _send(self, fc: int, address: int, payload: int | list[int]) -> Any:
         c, unit = self.client, self.unit
         if fc == 3:
@@ -187,6 +268,17 @@ class _Link:
         return []
 
 
+def _request_pdu(fc: int, address: int, payload: int | list[int], unit: int) -> ModbusPDU:
+    """pymodbus's request PDU for one FC03/04 read (payload: count) or FC06 write (one word)."""
+    if fc == 3:
+        return ReadHoldingRegistersRequest(address=address, count=int(payload), dev_id=unit)  # type: ignore[arg-type]
+    if fc == 4:
+        return ReadInputRegistersRequest(address=address, count=int(payload), dev_id=unit)  # type: ignore[arg-type]
+    if fc == FC_WRITE_ONE and isinstance(payload, list) and len(payload) == 1:
+        return WriteSingleRegisterRequest(address=address, registers=payload, dev_id=unit)
+    raise ValueError(f"not a pipelined request: FC{fc:02d} {payload!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class _Block:
     """Registers one request covers: [start, end) in one space."""
@@ -199,6 +291,19 @@ class _Block:
     @property
     def count(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatStamp:
+    """The UPTIME_MS read right before and right after one HEARTBEAT write (device ms)."""
+
+    before: int
+    after: int
+
+    @property
+    def bracket_ms(self) -> int:
+        """Device ms in which the write landed: what the host round trip can still add."""
+        return self.after - self.before
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +372,9 @@ class Plc:
         self.profile = profile
         self.host, self.port, self.unit, self.timeout = host, port, unit, timeout
         self._link = _Link(host, port, unit, timeout, feeds=True)
+        # The last heartbeat goes as one segment (see `last_heartbeat`) until the PLC shows it
+        # answers only one transaction at a time.
+        self.pipelining = True
         self._addresses: dict[str, frozenset[int]] = {
             space: frozenset(
                 a
@@ -644,7 +752,7 @@ class Plc:
         if self._clock.rate is None:
             self._clock.min_baseline = baseline
             deadline = time.monotonic() + 10 * baseline + 5 * self.timeout
-            self.uptime_ms()
+            self._probe_pipelining()
             while self._clock.rate is None:
                 if time.monotonic() > deadline:
                     raise DeviceError("could not estimate the PLC clock rate from UPTIME_MS")
@@ -657,17 +765,64 @@ class Plc:
                 raise DeviceError(f"PLC UPTIME_MS does not advance (rate {rate})")
         return self._clock.rate
 
-    def last_heartbeat(self, value: int | None = None) -> int:
-        """Read UPTIME_MS, then write HEARTBEAT once; return that UPTIME_MS.
+    def _probe_pipelining(self) -> None:
+        """Read UPTIME_MS twice in one segment (it also seeds the clock estimate): a PLC that
+        answers only the first takes one transaction at a time, and `last_heartbeat` then sends
+        its requests one after the other. Done once, before the heartbeat starts."""
+        up = self.profile.register("UPTIME_MS")
+        read_up = (FC_READ[up.space], up.address, up.count)
+        sent = time.monotonic()
+        try:
+            _, second = self._link.pipeline(
+                [read_up, read_up], "FC04 UPTIME_MS twice (one segment)", rest_s=0.25
+            )
+        except PlcNotResponding as exc:
+            if not exc.partial:
+                raise
+            self.pipelining = False
+            self.uptime_ms()
+            return
+        self._clock.add((sent + time.monotonic()) / 2, int(up.from_raw(second)))
 
-        The watchdog test's fault time is FAULT_UPTIME_MS against exactly this reading, both
-        from the device clock. Without `value` the heartbeat is moved one on from what it reads.
+    def last_heartbeat(self, value: int | None = None) -> HeartbeatStamp:
+        """Write HEARTBEAT once, between two UPTIME_MS reads sent with it in one segment.
+
+        `before` is the UPTIME_MS read just before the write: the watchdog test's fault time is
+        FAULT_UPTIME_MS against exactly this reading (requirements.md), an upper bound as the
+        write lands after it. `after`, read right after the write, bounds the landing from
+        above, so `after - before` is what the host round trip can still add, in device ms;
+        pipelined, it is the PLC's own handling of two requests, not the host's latency times
+        the time scale. Without `value` the heartbeat is moved one on from what it reads.
         """
         if value is None:
             value = (self.read_raw("HEARTBEAT") + 1) & 0xFFFF
+        up, beat = self.profile.register("UPTIME_MS"), self._writable("HEARTBEAT")
+        words = beat.words(value)
+        self._check({"HEARTBEAT": value}, words={"HEARTBEAT": words})
+        read_up = (FC_READ[up.space], up.address, up.count)
+        if self.pipelining:
+            sent = time.monotonic()
+            try:
+                first, _, second = self._link.pipeline(
+                    [read_up, (FC_WRITE_ONE, beat.address, words), read_up],
+                    f"FC04 UPTIME_MS, FC06 HEARTBEAT = {value}, FC04 UPTIME_MS (one segment)",
+                )
+            except PlcNotResponding as exc:
+                if not exc.partial:
+                    raise
+                # Answered only the first request of the segment: a stack that takes one
+                # transaction at a time. From now on one request after the other (a wider
+                # bracket, which the stamp shows); a new value, so the write is a change.
+                self.pipelining = False
+                value = (value + 1) & 0xFFFF
+                words = beat.words(value)
+            else:
+                before, after = int(up.from_raw(first)), int(up.from_raw(second))
+                self._clock.add((sent + time.monotonic()) / 2, after)
+                return HeartbeatStamp(before, after)
         before = self.uptime_ms()
-        self.write("HEARTBEAT", value)
-        return before
+        self._send_block([(beat, words)], {"HEARTBEAT": value})
+        return HeartbeatStamp(before, self.uptime_ms())
 
     # -- messages ------------------------------------------------------------------------------
     @staticmethod
@@ -804,7 +959,7 @@ def _normal_priority() -> None:
 
 def _beat_loop(
     target: tuple[str, int, int, float],
-    registers: tuple[int, int, int, int, bool],
+    registers: tuple[int, int, int, int, bool, bool],
     value: int,
     shared: _Shared,
     wait: Any,
@@ -815,7 +970,7 @@ def _beat_loop(
     """
     shared.priority.value = _raise_priority().encode()
     host, port, unit, timeout = target
-    up_fc, up_addr, up_count, beat_addr, track = registers
+    up_fc, up_addr, up_count, beat_addr, track, pipelined = registers
     link = _Link(host, port, unit, timeout)
     up_text = f"FC{up_fc:02d} UPTIME_MS@{up_addr}"
     next_at = time.monotonic()
@@ -845,12 +1000,24 @@ def _beat_loop(
                 value = (value + 1) & 0xFFFF
                 try:
                     before = -1.0
+                    beat_text = f"FC06 HEARTBEAT@{beat_addr} = {value}"
+                    if track and pipelined:
+                        # one segment, as Plc.last_heartbeat: the read lands right before the
+                        # write, so a fault timed from this beat carries no host round trip
+                        try:
+                            words, _ = link.pipeline(
+                                [(up_fc, up_addr, up_count), (FC_WRITE_ONE, beat_addr, [value])],
+                                f"{up_text}, {beat_text} (one segment)",
+                            )
+                        except PlcNotResponding as exc:
+                            pipelined = not exc.partial  # one transaction at a time from now
+                            raise
+                    else:
+                        if track:
+                            words = link.execute(up_fc, up_addr, up_count, up_text)
+                        link.execute(FC_WRITE_ONE, beat_addr, [value], beat_text)
                     if track:
-                        words = link.execute(up_fc, up_addr, up_count, up_text)
                         before = float((words[0] << 16) | words[1] if up_count == 2 else words[0])
-                    link.execute(
-                        FC_WRITE_ONE, beat_addr, [value], f"FC06 HEARTBEAT@{beat_addr} = {value}"
-                    )
                     slot = 3 * (shared.count.value % RING)
                     shared.ring[slot : slot + 3] = [time.monotonic(), before, float(value)]
                     shared.count.value += 1  # after the slot: a reader never sees it half done
@@ -1026,6 +1193,7 @@ class Heartbeat:
             uptime.count,
             beat.address,
             self.track_uptime,
+            plc.pipelining,  # probed by clock_rate(): read and write in one segment
         )
         paused = self._shared
         if paused is not None and self._process is not None and self._process.poll() is None:
@@ -1066,7 +1234,7 @@ class Heartbeat:
     def _spawn(
         self,
         target: tuple[str, int, int, float],
-        registers: tuple[int, int, int, int, bool],
+        registers: tuple[int, int, int, int, bool, bool],
         value: int,
         shared: _Shared,
     ) -> None:

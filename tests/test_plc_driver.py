@@ -582,11 +582,17 @@ def test_heartbeat_keeps_trying_and_reports_errors(plc, fake):
     hb.stop()
 
 
-def test_last_heartbeat_reads_uptime_just_before_the_write(plc, fake):
+def test_last_heartbeat_brackets_the_write_with_uptime_reads(plc, fake):
+    """pymodbus' own server takes one request of a segment and drops the rest: the driver
+    falls back to one request after the other, with a new value, and stays there."""
     fake.set("HEARTBEAT", 41)
-    up = plc.last_heartbeat()
-    assert fake.requests() == [(3, 1, 1), (4, 10, 2), (6, 1, [42])]
-    assert 0 <= up <= fake.get("UPTIME_MS") + 1
+    plc.clock_rate()  # the probe, once before the heartbeat starts
+    assert not plc.pipelining
+    stamp = plc.last_heartbeat()
+    # the read before, the write and the read after, acted on in this order
+    assert fake.requests()[-3:] == [(4, 10, 2), (6, 1, [42]), (4, 10, 2)]
+    assert 0 <= stamp.before <= stamp.after <= fake.get("UPTIME_MS") + 1
+    assert stamp.bracket_ms == stamp.after - stamp.before
     plc.last_heartbeat(7)
     assert fake.get("HEARTBEAT") == 7
 

@@ -406,3 +406,28 @@ def test_connection_from_before_a_power_cycle_is_reset(make_plc):
         assert fresh.read_input_registers(7, count=1).registers == [8]
     finally:
         fresh.close()
+
+
+def test_one_segment_is_one_comm_slot_so_the_heartbeat_bracket_is_zero_at_any_scale(make_plc):
+    """The requests of one segment are served at one device instant (World.instant): the rig's
+    last heartbeat (UPTIME_MS, HEARTBEAT, UPTIME_MS in one segment) lands exactly at the
+    UPTIME_MS read before it, at scale 500 as at scale 1, so the watchdog's fault time does not
+    grow with the scale. One request after the other, the same reads spread by the host."""
+    from rig.plc import Plc as Driver
+    from rig.profiles import load_profile
+
+    served = make_plc(DeviceClock(scale=500.0))
+    driver = Driver(load_profile("TT-890"), "127.0.0.1", served.server.port, timeout=2.0)
+    driver.connect()
+    try:
+        stamps = [driver.last_heartbeat() for _ in range(50)]
+        assert driver.pipelining
+        assert {s.bracket_ms for s in stamps} == {0}
+        spread = []
+        for k in range(50):
+            before = driver.uptime_ms()
+            driver.write("HEARTBEAT", k)
+            spread.append(driver.uptime_ms() - before)
+        assert max(spread) > 0  # the host's round trip, times 500, between separate requests
+    finally:
+        driver.close()

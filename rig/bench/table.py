@@ -12,7 +12,7 @@ from ..errors import (
     SafeStateError,
     WriteRefused,
 )
-from ..plc import HeartbeatLate, Number, Plc, UnitTrippedCommLoss
+from ..plc import HeartbeatLate, HeartbeatStamp, Number, Plc, UnitTrippedCommLoss
 from ..profiles import Profile
 from ..wait import wait_until
 from .safe import SAFE_LINK_TIMEOUT_S, SafeLadder, SafeStateReport, return_upright
@@ -132,8 +132,9 @@ class Table:
         """Poll (fresh connections, short timeouts) until the PLC answers after a power-on."""
         return self.plc.wait_responding(timeout, request_timeout=request_timeout, interval=interval)
 
-    def last_heartbeat(self) -> int:
-        """Write HEARTBEAT once and return the UPTIME_MS read just before (the watchdog's t 0)."""
+    def last_heartbeat(self) -> HeartbeatStamp:
+        """Write HEARTBEAT once; the UPTIME_MS read just before (the watchdog's t 0) and just
+        after it (`rig.plc.HeartbeatStamp`)."""
         return self.plc.last_heartbeat()
 
     # -- state ---------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class _PlcConnection(ServerRequestHandler):
 
     def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
         """Consume every complete MBAP frame in `data`; return the bytes used."""
-        used = 0
+        used, segment = 0, []
         while len(data) - used >= _MBAP.size:
             tid, pid, length, unit = _MBAP.unpack_from(data, used)
             if not 2 <= length <= _MAX_MBAP_LENGTH:
@@ -164,20 +164,26 @@ class _PlcConnection(ServerRequestHandler):
             frame = data[used : used + size]
             used += size
             if pid == 0 and unit == UNIT_ID:
-                self._request(tid, frame[7:], addr)
+                segment.append((tid, frame[7:]))
+        if segment:
+            self._request(segment, addr)
         return used
 
-    def _request(self, tid: int, pdu_bytes: bytes, addr: tuple | None) -> None:
-        task = asyncio.ensure_future(self._execute(tid, pdu_bytes, addr))
+    def _request(self, segment: list[tuple[int, bytes]], addr: tuple | None) -> None:
+        task = asyncio.ensure_future(self._execute(segment, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, tid: int, pdu_bytes: bytes, addr: tuple | None) -> None:
-        # the lock is FIFO: replies leave in the order the requests came in
+    async def _execute(self, segment: list[tuple[int, bytes]], addr: tuple | None) -> None:
+        # The lock is FIFO: replies leave in the order the requests came in. The requests of
+        # one segment are served in one comm slot of the PLC, at one device instant
+        # (`World.instant`); nothing in `_respond` waits on I/O, so the slot is not held open.
         async with self._order:
-            response = await self._respond(pdu_bytes)
-            if response is not None:
-                self._reply(response, tid, addr)
+            with self._table.world.instant():
+                for tid, pdu_bytes in segment:
+                    response = await self._respond(pdu_bytes)
+                    if response is not None:
+                        self._reply(response, tid, addr)
 
     async def _respond(self, pdu_bytes: bytes) -> ModbusPDU | None:
         """The reply to one request PDU, or None for no reply at all."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -43,6 +44,22 @@ class World:
         self.models: list[Model] = []
         self.signals: dict[str, Signal] = {}
         self._edge_listeners: list[Callable[[float], None]] = []
+        self._instant: float | None = None  # inside `instant()`: the slot's device time
+
+    @contextmanager
+    def instant(self) -> Iterator[float]:
+        """One communication slot of the PLC: every access in the block happens at one device
+        instant, as a PLC serves the requests it has received in one scan's comm window. The
+        Modbus server serves the requests of one TCP segment in one slot, so the emulator's own
+        CPU time, multiplied by the time scale, does not spread them apart (on a real table
+        the spread is the PLC's scan, the same at any scale). Holds `lock` throughout."""
+        with self.lock:
+            t = self.advance()
+            outer, self._instant = self._instant, t
+            try:
+                yield t
+            finally:
+                self._instant = outer
 
     def add_model(self, model: Model) -> None:
         """Register a model to advance and to tell about relay changes."""
@@ -57,9 +74,10 @@ class World:
         self._edge_listeners.append(listener)
 
     def advance(self) -> float:
-        """Bring every model to the present device time; return that time."""
+        """Bring every model to the present device time (the slot's instant inside
+        `instant()`); return that time."""
         with self.lock:
-            t = self.clock.now()
+            t = self.clock.now() if self._instant is None else self._instant
             for m in self.models:
                 m.advance_to(t)
             return t

@@ -23,12 +23,12 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
         table=table,
     )
     with table.heartbeat_paused() as writer_before:
-        uptime_before = table.last_heartbeat()
+        last = table.last_heartbeat()
         reference_meter.trigger()
         trace = acq.fetch(table)
         fault = table.read_raw("FAULT")
         fault_ms = table.read("FAULT_UPTIME_MS")
-    fault_time = analysis.fault_time(fault_ms, uptime_before, writer_before) if fault_ms else None
+    fault_time = analysis.fault_time(fault_ms, last.before, writer_before) if fault_ms else None
     quiet = float(p["quiet_from_s"])
     values = {
         "fault": fault,
@@ -45,4 +45,10 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
         channel=kind.channel,
         marks={"fault (PLC)": fault_time, "quiet from": quiet},
     )
-    check.measure_all(values)
+    # which beat the fault is timed from, and the device ms in which that write landed (what
+    # the host's round trip can still add to the fault time)
+    if fault_ms and fault_ms < last.before:
+        note = "timed from the heartbeat writer's last beat (the table faulted before the rig's)"
+    else:
+        note = f"the last heartbeat landed within {last.bracket_ms} device ms of its UPTIME_MS read"
+    check.measure_all(values, note=note)
