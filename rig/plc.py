@@ -375,6 +375,8 @@ class Plc:
         # The last heartbeat goes as one segment (see `last_heartbeat`) until the PLC shows it
         # answers only one transaction at a time.
         self.pipelining = True
+        #: UPTIME_MS carried by the first answer `wait_responding` got (None before one).
+        self.answered_uptime_ms: int | None = None
         self._addresses: dict[str, frozenset[int]] = {
             space: frozenset(
                 a
@@ -432,23 +434,26 @@ class Plc:
         power cycle may be dead. The main connection is reopened afterwards for the same reason.
         `timeout` is what the caller waits for (the ICD's "answers again within 5 s" of device
         time, converted to wall time by the caller); it returns or raises within `timeout` plus
-        one probe, `call_bound(request_timeout, 1)`.
+        one probe, `call_bound(request_timeout, 1)`. `answered_uptime_ms` is then the UPTIME_MS
+        the first answer carried: when the PLC answered, on its own clock (after a power-on,
+        device ms since power came on), with no host round trip in it.
         """
-        state = self.profile.register("STATE")
+        state, up = self.profile.register("STATE"), self.profile.register("UPTIME_MS")
+        # STATE and UPTIME_MS in one read (input registers STATE..UPTIME_MS, all common ones):
+        # the first answer says when the PLC answered, on its own clock (`answered_uptime_ms`)
+        start, end = state.address, up.address + up.count
+        fc = FC_READ[state.space]
+        text = f"FC{fc:02d} STATE@{start}..UPTIME_MS@{up.address} ({end - start} registers)"
+        self.answered_uptime_ms = None
 
         def probe() -> str:
             link = _Link(self.host, self.port, self.unit, min(request_timeout, self.timeout))
             try:
-                words = link.execute(
-                    FC_READ[state.space],
-                    state.address,
-                    state.count,
-                    self._request_text(FC_READ[state.space], state),
-                    attempts=1,
-                )
+                words = link.execute(fc, start, end - start, text, attempts=1)
             finally:
                 link.close()
-            return state.enum_name(int(state.from_raw(words)))
+            self.answered_uptime_ms = int(up.from_raw(words[up.address - start :]))
+            return state.enum_name(int(state.from_raw(words[: state.count])))
 
         try:
             # An exception response while booting is an answer, but not yet a usable one.

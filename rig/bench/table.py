@@ -132,6 +132,10 @@ class Table:
         """Poll (fresh connections, short timeouts) until the PLC answers after a power-on."""
         return self.plc.wait_responding(timeout, request_timeout=request_timeout, interval=interval)
 
+    def answered_uptime_ms(self) -> int | None:
+        """UPTIME_MS in the first answer of the last `wait_responding` (the PLC's own clock)."""
+        return self.plc.answered_uptime_ms
+
     def last_heartbeat(self) -> HeartbeatStamp:
         """Write HEARTBEAT once; the UPTIME_MS read just before (the watchdog's t 0) and just
         after it (`rig.plc.HeartbeatStamp`)."""
