@@ -142,13 +142,30 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Build an offline single-file HTML report from the allure results."""
-    from .outputs.report import build_report
+    """Build an offline single-file HTML report from the Allure results of a run, of the runs
+    since a date, or of an allure results directory."""
+    from .evidence.format import resolve_run
+    from .outputs.report import build_report, report_runs, runs_since
 
-    results = Path(args.results or Path(args.reports) / "allure-results")
-    output = Path(args.output or Path(args.reports) / "allure-report.html")
-    print(build_report(results, output, name=args.name))
-    return 0
+    reports = Path(args.reports)
+    if args.results:
+        output = Path(args.output or reports / "allure-report.html")
+        print(build_report(Path(args.results), output, name=args.name))
+        return 0
+    if args.run:
+        run, _ = resolve_run(args.run)
+        output = Path(args.output or run / "allure-report.html")
+        print(report_runs([run], output, name=args.name))
+        return 0
+    if args.since:
+        runs = runs_since(reports, args.since)
+        if not runs:
+            raise ConfigError(f"no runs under {reports} started on or after {args.since}")
+        output = Path(args.output or reports / "allure-report.html")
+        print(report_runs(runs, output, name=args.name))
+        print(f"{len(runs)} run(s) since {args.since}")
+        return 0
+    raise ConfigError("rig report: name a RUN, or --since DATE, or --results DIR")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -247,10 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("run", help="run directory")
     ce.set_defaults(func=cmd_certificate)
 
-    rp = sub.add_parser("report", help="offline single-file HTML report from allure results")
+    rp = sub.add_parser(
+        "report",
+        help="offline single-file HTML report from a run's Allure results",
+        description="One self-contained HTML file (Allure 3) from the Allure results of one run "
+        "(RUN/allure-results), of every run since a date, or of an allure results directory.",
+    )
+    rp.add_argument("run", nargs="?", help="run directory (or its record.jsonl)")
+    rp.add_argument("--since", help="every run under REPORTS started on or after this ISO date")
     rp.add_argument("--reports", default="reports")
-    rp.add_argument("--results", help="allure results directory (default REPORTS/allure-results)")
-    rp.add_argument("--output", help="the HTML file (default REPORTS/allure-report.html)")
+    rp.add_argument("--results", help="an allure results directory instead of runs")
+    rp.add_argument(
+        "--output", help="the HTML file (default RUN/allure-report.html or REPORTS/...)"
+    )
     rp.add_argument("--name", default="Certification", help="report title")
     rp.set_defaults(func=cmd_report)
 
