@@ -12,10 +12,10 @@ of the interval: block k covers ``[start + k*block, start + (k+1)*block)``.
 
 Interpretations (where ``shared/icd/requirements.md`` leaves a choice):
 
-- Times of events are conservative by construction (docs/icd-readings.md A1, A10): each is a
+- Times of events are conservative by construction (docs/icd-readings.md C1-C4): each is a
   threshold crossing placed between the two samples that straddle it, on the side a verdict
   against the limit cannot profit from. :func:`_late_crossing` gives an instant never before the
-  true crossing and before the later straddling sample, so the error lies in [0, one sample
+  true crossing and not after the later straddling sample, so the error lies in [0, one sample
   period) for any signal whose curvature keeps one sign over the four samples around the
   crossing (a straight line, a ramp that bends into or out of a level, a brake to rest, a step);
   it is exact on a straight segment. Per quantity: reaction time, release time, the first

@@ -22,7 +22,7 @@ CONDITION_MARGIN_S = 10.0
 SETTLE_S = 0.5
 
 
-# The sample-rate rule (docs/icd-readings.md, A11): the sample period is at most
+# The sample-rate rule (docs/icd-readings.md, C7): the sample period is at most
 # 1/PERIODS_PER_LIMIT of the tightest timing limit the acquisition serves. Each event time is
 # late by less than one period (rig/analysis.py), so the sampling costs a verdict at most 5 % of
 # its limit, and its rectangular contribution to an expanded uncertainty (k = 2) stays below
@@ -77,7 +77,7 @@ def sample_rate(
     floor_hz: float | None = None,
     what: str = "acquisition",
 ) -> float:
-    """The sample rate of an acquisition, by the rule (docs/icd-readings.md, A11).
+    """The sample rate of an acquisition, by the rule (docs/icd-readings.md, C7).
 
     Rate = PERIODS_PER_LIMIT / timing_limit_s (the period at most 1/20 of the tightest timing
     limit served), at least `floor_hz` (what the acquisition's other quantities need, e.g. a
