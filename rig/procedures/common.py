@@ -25,8 +25,8 @@ SETTLE_S = 0.5
 # The sample-rate rule (docs/icd-readings.md, C7): the sample period is at most
 # 1/PERIODS_PER_LIMIT of the tightest timing limit the acquisition serves. Each event time is
 # late by less than one period (rig/analysis.py), so the sampling costs a verdict at most 5 % of
-# its limit, and its rectangular contribution to an expanded uncertainty (k = 2) stays below
-# a quarter of the limit (TUR above 4:1 from sampling alone).
+# its limit, and its rectangular contribution to an expanded uncertainty (k = 2, 2 period /
+# sqrt(3)) is limit / 17.3 (TUR 17:1 from sampling alone, well above ILAC-G8's 4:1).
 PERIODS_PER_LIMIT = 20
 # ACQuire:RATE and ACQuire:POINts ranges (instruments-scpi.md)
 MIN_RATE_HZ = 10.0
