@@ -294,6 +294,7 @@ class InversionTable(TableBase):
         self._cancel("phase", "motion")
         self._phase = Phase.STOP_RETURN
         t_end = self._return_to_zero(t, rate)
+        self._truth_motion(t, t_end)
         self._schedule("motion", t_end, self._stop_returned)
 
     def _stop_returned(self, t: float) -> None:
@@ -308,6 +309,7 @@ class InversionTable(TableBase):
         # what cut the drive decides when a brake-drift slip ends (see _start_creep)
         self._brake_cause = Creep.CIRCUIT if self.world.relays["estop"] else Creep.LATCH
         t_stop, _ = self._angle.brake(t, self._brake_decel())
+        self._truth_motion(t, t_stop)
         self._schedule("motion", t_stop, self._braked)
 
     def _braked(self, t: float) -> None:
@@ -322,6 +324,7 @@ class InversionTable(TableBase):
         # the base has cleared every timer: the dead PLC plans nothing more, the brake acts
         self._phase = Phase.IDLE
         t_stop, _ = self._angle.brake(t, self._brake_decel())
+        self._truth_motion(t, t_stop)
         self._start_creep(t_stop, Creep.POWER)
 
     def _start_creep(self, t: float, cause: Creep) -> None:
@@ -386,3 +389,6 @@ class InversionTable(TableBase):
 
     def _prune_history(self, before: float) -> None:
         self._angle.prune(before)
+
+    def _tracks(self) -> dict[str, Track]:
+        return {"angle": self._angle}

@@ -327,6 +327,7 @@ class RollerTable(TableBase):
         t_park = self._pos.trapezoid_to(
             t, self._true(self._start_mm()), self._top_speed(), ACCEL_MM_S2
         )
+        self._truth_motion(t, t_park, t_lift_down=t_lift)
         self._schedule("motion", max(t_lift, t_park), self._stop_done)
 
     def _patient_stop(self, t: float) -> None:
@@ -339,6 +340,7 @@ class RollerTable(TableBase):
         self._park_from = None
         t_stop, _ = self._pos.brake(t, self._brake_decel())
         t_lift = self._lift.linear_to(t, 0.0, LIFT_RATE_MM_S)
+        self._truth_motion(t, t_stop, t_lift_down=t_lift)
         self._schedule("motion", max(t_stop, t_lift), self._stop_done)
 
     def _emergency_stop(self, t: float) -> None:
@@ -349,6 +351,7 @@ class RollerTable(TableBase):
         t_stop, _ = self._pos.brake(t, self._brake_decel())
         self._lift.hold(t)
         t_lift = self._lift.linear_to(t_stop, 0.0, LIFT_RATE_MM_S)
+        self._truth_motion(t, t_stop, t_lift_down=t_lift)
         self._schedule("motion", t_lift, self._stop_done)
 
     def _stop_done(self, t: float) -> None:
@@ -361,8 +364,9 @@ class RollerTable(TableBase):
         self._phase = Phase.IDLE
         self._drive = False
         self._park_from = None
-        self._pos.brake(t, self._brake_decel())
-        self._lift.linear_to(t, 0.0, LIFT_RATE_MM_S)
+        t_stop, _ = self._pos.brake(t, self._brake_decel())
+        t_lift = self._lift.linear_to(t, 0.0, LIFT_RATE_MM_S)
+        self._truth_motion(t, t_stop, t_lift_down=t_lift)
 
     # == hooks: monitors and status ===========================================================
     def _overtravel_window(self) -> tuple[float, float]:
@@ -410,3 +414,6 @@ class RollerTable(TableBase):
     def _prune_history(self, before: float) -> None:
         self._pos.prune(before)
         self._lift.prune(before)
+
+    def _tracks(self) -> dict[str, Track]:
+        return {"position": self._pos, "lift": self._lift}

@@ -184,6 +184,7 @@ class TractionTable(TableBase):
         self._cancel("phase")
         self._phase = Phase.RELEASE
         t_end = self._force.linear_to(t, 0.0, self._rate())
+        self._truth_motion(t, t_end)
         self._schedule("motion", t_end, self._released)
 
     def _emergency_stop(self, t: float) -> None:
@@ -199,6 +200,7 @@ class TractionTable(TableBase):
         # the drive stops at once; the release starts after the reaction latency
         x = self._force.hold(t)
         t_end = t if x <= 0.0 else self._force.linear_to(t + STOP_LATENCY_S, 0.0, rate)
+        self._truth_motion(t + STOP_LATENCY_S if x > 0.0 else t, t_end)
         self._schedule("motion", t_end, self._released)
 
     def _released(self, t: float) -> None:
@@ -207,7 +209,7 @@ class TractionTable(TableBase):
 
     def _power_loss_motion(self, t: float) -> None:
         self._phase = Phase.IDLE
-        self._force.linear_to(t, 0.0, POWER_LOSS_RELEASE_N_S)
+        self._truth_motion(t, self._force.linear_to(t, 0.0, POWER_LOSS_RELEASE_N_S))
 
     # == hooks: monitor and status ============================================================
     def _monitor_next(self, t_from: float) -> tuple[float, int]:
@@ -229,3 +231,6 @@ class TractionTable(TableBase):
 
     def _prune_history(self, before: float) -> None:
         self._force.prune(before)
+
+    def _tracks(self) -> dict[str, Track]:
+        return {"force": self._force}

@@ -23,7 +23,6 @@ class InversionProcedure(Procedure):
 
     kind = "inversion"
     channel = "ANGL"
-    stop_rate_hz = 1000.0
     motion_settings = ("ANGLE_SET", "RATE")
 
     def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:

@@ -3,7 +3,6 @@ nominal cycle period of the ICD is computed here and nowhere else."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +41,6 @@ class RollerProcedure(Procedure):
     kind = "roller"
     channel = "POS"
     lift = "LIFT"
-    stop_rate_hz = 1000.0
     motion_settings = ("TRAVEL_START", "TRAVEL_END", "SPEED")
 
     def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
@@ -97,8 +95,7 @@ class RollerProcedure(Procedure):
         stop = analysis.stop_time(t, x, tolerance=float(params["still_tolerance"]))
         lift0 = analysis.level_before(t, lift)
         drop = float(params["lift_drop"])
-        below = t[(t >= 0) & (lift < lift0 - drop)]
-        lift_drop_time = float(below[0]) if len(below) else math.inf
+        lift_drop_time = analysis.first_crossing(t, lift, level=lift0 - drop, start=0.0)
         values = {
             "stop_time": stop,
             "stopping_distance": analysis.stopping_distance(t, x, window_end=1.0),

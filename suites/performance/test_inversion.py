@@ -86,7 +86,7 @@ def test_hold_and_return(requirement, check, table, inclinometer):
     table.configure(s)
     move = s["ANGLE_SET"] / s["RATE"] + s["RATE"] / p["accel"]
     duration = (2 * move + s["HOLD_S"]) * 1.2 + 5.0
-    acq = arm(inclinometer, duration_s=duration, rate_hz=INC_RATE_HZ)
+    acq = arm(inclinometer, duration_s=duration, rate_hz=INC_RATE_HZ, serves=requirement)
     inclinometer.trigger()
     table.command("START")
     trace = acq.fetch(table)

@@ -38,7 +38,9 @@ class RollerRuns:
         approach = abs(here - start) / speed + 2.0
         # the periods asked for need one boundary more, plus the approach, with margin
         duration = approach + (int(p["periods"]) + 1.5) * period * 1.1
-        acq = arm(meter, duration_s=duration, rate_hz=ENC_RATE_HZ)
+        d, v = end - start, speed
+        env = {"d": d, "v": v, "T": period}
+        acq = arm(meter, duration_s=duration, rate_hz=ENC_RATE_HZ, serves=requirement, env=env)
         meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
@@ -238,7 +240,7 @@ def test_session(requirement, check, table, position_meter):
     s = requirement.settings
     table.configure(s)
     duration = s["SESSION_S"] * 1.1 + 10.0
-    acq = arm(position_meter, duration_s=duration, rate_hz=ENC_RATE_HZ)
+    acq = arm(position_meter, duration_s=duration, rate_hz=ENC_RATE_HZ, serves=requirement)
     position_meter.trigger()
     table.command("START")
     trace = acq.fetch(table)

@@ -91,7 +91,7 @@ def test_intermittent(requirement, check, table, force_meter):
     # table whose levels last longer than set
     duration = hold / s["RAMP_RATE"] + (cycles + 0.5) * period * 1.25 + 2.0
     table.configure(s)
-    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, pretrigger_s=0.1)
+    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, serves=requirement, pretrigger_s=0.1)
     force_meter.trigger()
     table.command("START")
     trace = acq.fetch(table)
@@ -132,7 +132,7 @@ def test_session_length(requirement, check, table, force_meter):
     s = requirement.settings
     duration = s["SESSION_S"] * 1.1 + s["FORCE_SET"] / s["RAMP_RATE"] * 2 + 5.0
     table.configure(s)
-    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, pretrigger_s=0.1)
+    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, serves=requirement, pretrigger_s=0.1)
     force_meter.trigger()
     table.command("START")
     trace = acq.fetch(table)

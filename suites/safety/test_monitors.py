@@ -23,6 +23,7 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
         reference_meter,
         duration_s=float(p["trace_s"]),
         rate_hz=500.0,
+        serves=requirement,
         pretrigger_s=0.1,
         table=table,
     )

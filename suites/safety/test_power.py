@@ -19,6 +19,7 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
         reference_meter,
         duration_s=float(p["off_s"]),
         rate_hz=200.0,
+        serves=requirement,
         pretrigger_s=0.2,
         source="EXT",
         table=table,

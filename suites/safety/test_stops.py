@@ -20,7 +20,7 @@ def test_safety_stop(requirement, check, profile, table, actuators, reference_me
         acq = arm(
             reference_meter,
             duration_s=float(requirement.params["trace_s"]),
-            rate_hz=kind.stop_rate_hz,
+            serves=requirement,
             pretrigger_s=0.2,
             table=table,
             source="EXT",
