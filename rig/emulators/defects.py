@@ -85,6 +85,14 @@ _TT890_DEFECTS: tuple[Defect, ...] = (
         "checked against FORCE_SET",
     ),
     Defect(
+        "refused-write-jerk",
+        _TT,
+        ("TT-SAF-03",),
+        "a RAMP_RATE write refused as out of range (exception 03, register unchanged) tensions "
+        "the idle cord to 60 N in 0.1 s and lets it go at 600 N/s: motion while the refused "
+        "writes are made, over before they end",
+    ),
+    Defect(
         "no-overforce-monitor",
         _TT,
         ("TT-SAF-04",),
