@@ -10,7 +10,8 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class Defect:
-    """One seeded defect: its model and the requirements it must break (and only those)."""
+    """One seeded defect: its model and the requirements it must break (and only those). None
+    for a deviation from plc-modbus.md that no requirement row judges: the unit must pass."""
 
     name: str
     model: str
