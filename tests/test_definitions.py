@@ -260,3 +260,20 @@ def test_tt_measurements_name_their_trace(tmp_path):
         for m in judged:
             assert m.trace and m.trace_sha256, (rid, m.name, m.note)
             assert rid in m.trace, m.trace
+
+
+def test_the_rigs_miss_concludes_error_and_the_units_concludes_fail():
+    from rig.plugin.hooks import _conclusion
+
+    tr = _trace(np.arange(0, 6.0, 0.01), {"POS": np.full(600, 50.0)}, 100.0)
+    chk = _check()
+    chk.measure("reversal_error", 0.1, note="a reversal judged before the miss")
+    with pytest.raises(EventsMissed) as info:
+        enough(chk, "reversal_error", 1, 3, tr, "POS", until=10.0, what="far reversals")
+    verdict, note = _conclusion(chk, {"call": ("failed", info)})
+    assert verdict == "ERROR" and "EventsMissed" in note and "rig missed them" in note
+
+    chk = _check()
+    assert not enough(chk, "reversal_error", 1, 3, tr, "POS", until=5.0, what="far reversals")
+    verdict, _ = _conclusion(chk, {"call": ("passed", None)})
+    assert verdict == "FAIL"
