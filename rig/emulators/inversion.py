@@ -101,6 +101,7 @@ PLC_ANGLE_OFFSET_DEG = 0.4
 SLOW_BRAKE_DEG_S2 = 20.0
 BRAKE_CREEP_DEG_S = 0.06
 PATIENT_RETURN_FACTOR = 1.3
+SLOW_PATIENT_RETURN_FACTOR = 0.7
 
 
 class Phase(IntEnum):
@@ -288,6 +289,8 @@ class InversionTable(TableBase):
 
     def _patient_stop(self, t: float) -> None:
         factor = PATIENT_RETURN_FACTOR if self.has("patient-return-fast") else 1.0
+        if self.has("patient-return-slow"):
+            factor = SLOW_PATIENT_RETURN_FACTOR
         self._stop_return(t, self._rate() * factor)
 
     def _stop_return(self, t: float, rate: float) -> None:
