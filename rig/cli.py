@@ -78,8 +78,14 @@ def cmd_certify(args: argparse.Namespace) -> int:
         f"[bold]rig {__version__}[/bold]: certifying {profile.model.name} serial "
         f"[bold]{args.serial}[/bold] on {bench}"
     )
-    view = CertifyConsole(console)
-    code = pytest.main(argv, plugins=[view])
+    from .outputs.live import LiveProgress, live_wanted
+
+    live = live_wanted(console, no_live=args.no_live, quiet=args.quiet)
+    view = CertifyConsole(console, progress=not live and not args.quiet)
+    plugins: list[Any] = [view]
+    if live:
+        plugins.append(LiveProgress(console))
+    code = pytest.main(argv, plugins=plugins)
     return view.exit_code(int(code))
 
 
@@ -234,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--no-allure", action="store_true", help="do not write allure results")
     c.add_argument("--junit", help="also write JUnit XML here (for CI systems)")
+    c.add_argument(
+        "--no-live",
+        action="store_true",
+        help="no live progress (it is shown only on a terminal anyway)",
+    )
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress: only the final table")
     c.set_defaults(func=cmd_certify)
 
     a = sub.add_parser("certify-all", help="certify every emulated model (CI, demos)")
