@@ -171,6 +171,32 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_station_serve(args: argparse.Namespace) -> int:
+    """Serve the operator station: benches side by side in the browser, each run a `rig
+    certify` of its own."""
+    from dataclasses import replace
+
+    from .line import DEFAULT_SCALE, BenchSpec, Line, load_line
+    from .operator.app import OperatorStation, serve
+    from .profiles import load_profile
+
+    line = load_line(args.line) if args.line else Line(path=None, name="station")
+    benches = list(line.benches)
+    for file in args.station or ():
+        if not Path(file).is_file():
+            raise ConfigError(f"--station {file}: no such station file")
+        benches.append(BenchSpec(f"BENCH{len(benches) + 1}", station=Path(file)))
+    for model in args.emulated or ():
+        name = load_profile(model).model.name  # an unknown model is a usage error
+        scale = args.scale if args.scale is not None else DEFAULT_SCALE
+        benches.append(BenchSpec(f"BENCH{len(benches) + 1}", emulated=name, scale=scale))
+    line = replace(line, benches=tuple(benches))
+    host = args.host or line.host
+    port = args.port if args.port is not None else line.port
+    station = OperatorStation(line, reports=Path(args.reports), requirements=args.requirement or ())
+    return serve(station, host, port)
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve an emulated bench on 127.0.0.1 until interrupted."""
     from .emulators.spawn import serve
@@ -274,6 +300,32 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--requirement", help="only this requirement")
     st.add_argument("--ingest", action="store_true", help="first load every run under REPORTS")
     st.set_defaults(func=cmd_stats)
+
+    so = sub.add_parser("station", help="the operator station in the browser")
+    so_sub = so.add_subparsers(dest="station_command", required=True)
+    ss = so_sub.add_parser(
+        "serve",
+        help="serve the operator station (benches side by side) until Ctrl-C",
+        description="Serve the operator station: log in by badge, scan a serial, see the model "
+        "the PLC's KIND names, confirm the profile's operator steps, start, follow each run "
+        "live, abort (the table is made safe), open the certificate. One `rig certify` "
+        "process per run; one run per bench at a time.",
+    )
+    ss.add_argument("--line", help="line file (TOML): station address, people, benches")
+    ss.add_argument("--station", action="append", help="a real bench's station file (repeatable)")
+    ss.add_argument(
+        "--emulated", action="append", metavar="MODEL", help="an emulated bench (repeatable)"
+    )
+    ss.add_argument("--scale", type=float, help="time scale of the emulated benches (default 20)")
+    ss.add_argument("--host", help="address to bind (default: the line file's, else 127.0.0.1)")
+    ss.add_argument("--port", type=int, help="port (default: the line file's, else 8890)")
+    ss.add_argument("--reports", default="reports")
+    ss.add_argument(
+        "--requirement",
+        action="append",
+        help="runs check only this requirement (repeatable; demos): the unit is not certified",
+    )
+    ss.set_defaults(func=cmd_station_serve)
 
     e = sub.add_parser("emulate", help="run an emulated bench on 127.0.0.1 until Ctrl-C")
     add_bench_arguments(e)
