@@ -174,9 +174,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_station_serve(args: argparse.Namespace) -> int:
     """Serve the operator station: benches side by side in the browser, each run a `rig
     certify` of its own."""
+    import importlib.util
     from dataclasses import replace
 
     from .line import DEFAULT_SCALE, BenchSpec, Line, load_line
+
+    missing = [
+        m for m in ("starlette", "uvicorn", "sse_starlette") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        raise ConfigError(
+            f"the operator station needs {', '.join(missing)}: pip install 'spinal-rig[station]'"
+        )
     from .operator.app import OperatorStation, serve
     from .profiles import load_profile
 
