@@ -205,6 +205,7 @@ def pytest_rig_subscribe(config: pytest.Config, events: EventBus) -> None:
         config.add_cleanup(log.close)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the rig's own: refused before a bench starts
 def pytest_sessionstart(session: pytest.Session) -> None:
     """`--confirm` names operator steps the profile declares, by an operator (before anything
     runs: a mistake is a usage error)."""
