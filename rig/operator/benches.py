@@ -404,11 +404,15 @@ class BenchRuntime:
             missing = [s["text"] for s in steps if s["confirmed_by"] is None]
             if missing:
                 raise Refused(f"confirm first: {missing[0]}")
-            for r in requirements or []:
-                try:
-                    profile.requirement(r)
-                except ConfigError as e:
-                    raise Refused(str(e)) from None
+            # the station's requirement list may name several models' (benches side by side):
+            # this bench runs those of its model
+            known = {r.id for r in profile.requirements}
+            chosen = [r for r in requirements or [] if r in known]
+            if requirements and not chosen:
+                raise Refused(
+                    f"the station runs only {', '.join(requirements)}; none is a {who['model']} "
+                    f"requirement (known: {', '.join(sorted(known))})"
+                )
             self.runs += 1
             run_id = f"{self.id}-{time.strftime('%Y%m%dT%H%M%S')}-{self.runs}"
             assert self.station_file is not None
@@ -432,7 +436,7 @@ class BenchRuntime:
             ]
             for c in confirmed:
                 cmd += ["--confirm", c]
-            for r in requirements or []:
+            for r in chosen:
                 cmd += ["--requirement", r]
             cmd += list(extra or [])
             self.run = Run(

@@ -102,6 +102,13 @@ document.querySelectorAll(".bench").forEach((section) => {
 });
 
 const busy = {};
+// what a verdict that is not about the unit tells the operator (as `rig certify` says it)
+const ADVICE = {
+  "NOT CERTIFIED - retest": "a requirement could not be judged (a rig or bench fault, not the unit); run again",
+  "NOT CERTIFIED - partial": "only some requirements were run",
+  "INTERRUPTED": "the run was aborted; the unit is not certified",
+  "INCOMPLETE": "the run did not end; the unit is not certified",
+};
 
 function fmt(s) {
   if (s === undefined || s === null) return "";
@@ -122,6 +129,11 @@ function render(b) {
   $(`abort-${b.id}`).hidden = !run.running;
   const tbody = $(`reqs-${b.id}`);
   tbody.replaceChildren();
+  if (!run.requirements.length && run.running) {
+    const tr = document.createElement("tr"); const td = document.createElement("td");
+    td.colSpan = 4; td.textContent = "starting: connecting to the bench, checking the instruments ...";
+    tr.append(td); tbody.append(tr);
+  }
   for (const r of run.requirements) {
     const tr = document.createElement("tr");
     tr.id = `req-${b.id}-${r.id}`;
@@ -138,6 +150,12 @@ function render(b) {
     if (document.getElementById(id)) continue;
     const img = document.createElement("img");
     img.id = id; img.alt = t; img.src = `/run/${run.id}/file/${t}`;
+    // the plot is drawn after its trace is announced (the first one imports matplotlib): try
+    // again a while before giving up on it
+    let tries = 0;
+    img.addEventListener("error", () => {
+      if (++tries <= 30) setTimeout(() => { img.src = `/run/${run.id}/file/${t}?try=${tries}`; }, 1000);
+    });
     traces.append(img);
   }
   const verdict = $(`verdict-${b.id}`);
@@ -148,7 +166,7 @@ function render(b) {
     verdict.className = `verdict ${big === "NOT CERTIFIED" ? "NOTCERT" : big}`;
     verdict.replaceChildren(document.createTextNode(big));
     const small = document.createElement("small");
-    small.textContent = big === v ? `${run.model} serial ${run.serial}` : v + (run.output ? `: ${run.output}` : "");
+    small.textContent = big === v ? `${run.model} serial ${run.serial}` : v + (ADVICE[v] ? `: ${ADVICE[v]}` : "") + (run.output ? `: ${run.output}` : "");
     verdict.append(small);
     verdict.hidden = false;
     verdict.dataset.verdict = v;
