@@ -211,3 +211,12 @@ def test_a_second_start_on_a_busy_bench_is_refused(client):
 def test_station_needs_a_bench():
     with pytest.raises(ConfigError, match="no bench"):
         OperatorStation(Line(path=None), reports=None)  # type: ignore[arg-type]
+
+
+def test_station_command_line_mistakes_are_one_line_errors(tmp_path, capsys):
+    assert main(["station", "serve", "--station", str(tmp_path / "none.toml")]) == 2
+    assert "no such station file" in capsys.readouterr().err
+    assert main(["station", "serve", "--emulated", "XX-1"]) == 2
+    assert "unknown table model 'XX-1'" in capsys.readouterr().err
+    assert main(["station", "serve", "--line", str(tmp_path / "line.toml")]) == 2
+    assert "line file" in capsys.readouterr().err
