@@ -240,7 +240,15 @@ def serve(station: OperatorStation, host: str, port: int) -> int:
     import uvicorn
 
     app = create_app(station)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    # open pages keep their event streams open: do not wait for them to close on Ctrl-C
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     print(f"operator station {station.line.name}: http://{host}:{port}/", flush=True)
     server.run()

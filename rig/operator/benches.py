@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ..bench.provision import check_serial
-from ..emulators.spawn import SpawnedBench, spawn_bench
+from ..emulators.spawn import bench_command
 from ..errors import ConfigError
 from ..evidence.format import Outcome
 from ..line import BenchSpec, operator_steps
 from ..plc import Plc
 from ..plugin.progress import follow_events
 from ..profiles import available_profiles, load_profile
-from ..station import Station, load_station, station_toml
+from ..station import Station, load_station
 
 
 class Refused(Exception):
@@ -206,6 +206,8 @@ class Run:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # the station aborts it (SIGINT) when asked or when it shuts down, and only then
+                start_new_session=True,
             )
 
     @property
@@ -297,6 +299,41 @@ class Run:
         return path if path.is_relative_to(root) and path.is_file() else None
 
 
+class EmulatedBench:
+    """An emulated bench served by a child process in a session of its own: a Ctrl-C at the
+    station's terminal reaches the station (which aborts its runs, lets each make its table
+    safe, then stops this), never the bench under a run that is still making safe."""
+
+    def __init__(self, model: str, scale: float, work: Path, timeout: float = 60.0) -> None:
+        out, log_path = work / "station.toml", work / "emulator.log"
+        out.unlink(missing_ok=True)
+        cmd = bench_command(model, station_out=out, scale=scale)
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not out.exists():
+            if self.process.poll() is not None:
+                raise ConfigError(f"emulated {model} bench did not start:\n{log_path.read_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"emulated {model} bench did not start within {timeout:g} s")
+            time.sleep(0.05)  # paces the look for the file it writes once it serves
+        self.station_file = out
+        self.station = load_station(out)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
 class BenchRuntime:
     """One bench of the station: its station (file or emulated), its current and last runs."""
 
@@ -304,7 +341,7 @@ class BenchRuntime:
         self.spec = spec
         self.work = work / spec.id
         self.reports = reports
-        self.spawned: SpawnedBench | None = None
+        self.spawned: EmulatedBench | None = None
         self.station_file: Path | None = spec.station
         self.station: Station | None = None
         self.run: Run | None = None
@@ -322,10 +359,9 @@ class BenchRuntime:
         self.work.mkdir(parents=True, exist_ok=True)
         try:
             if self.spec.emulated:
-                self.spawned = spawn_bench(self.spec.emulated.upper(), scale=self.spec.scale)
+                self.spawned = EmulatedBench(self.spec.emulated.upper(), self.spec.scale, self.work)
                 self.station = self.spawned.station
-                self.station_file = self.work / "station.toml"
-                self.station_file.write_text(station_toml(self.station))
+                self.station_file = self.spawned.station_file
             else:
                 assert self.station_file is not None
                 self.station = load_station(self.station_file)
