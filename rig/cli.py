@@ -186,6 +186,7 @@ def cmd_station_serve(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"the operator station needs {', '.join(missing)}: pip install 'spinal-rig[station]'"
         )
+    from .emulators.defects import defects_for
     from .operator.app import OperatorStation, serve
     from .profiles import load_profile
 
@@ -198,7 +199,14 @@ def cmd_station_serve(args: argparse.Namespace) -> int:
     for model in args.emulated or ():
         name = load_profile(model).model.name  # an unknown model is a usage error
         scale = args.scale if args.scale is not None else DEFAULT_SCALE
-        benches.append(BenchSpec(f"BENCH{len(benches) + 1}", emulated=name, scale=scale))
+        known = defects_for(name)
+        defects = tuple(d for d in args.defect or () if d in known)
+        benches.append(
+            BenchSpec(f"BENCH{len(benches) + 1}", emulated=name, scale=scale, defects=defects)
+        )
+    for d in args.defect or ():
+        if not any(d in b.defects for b in benches):
+            raise ConfigError(f"--defect {d!r}: no emulated bench's model has it (rig defects)")
     line = replace(line, benches=tuple(benches))
     host = args.host or line.host
     port = args.port if args.port is not None else line.port
@@ -326,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--emulated", action="append", metavar="MODEL", help="an emulated bench (repeatable)"
     )
     ss.add_argument("--scale", type=float, help="time scale of the emulated benches (default 20)")
+    ss.add_argument(
+        "--defect",
+        action="append",
+        help="seed this defect in the --emulated benches whose model has it (demos of a FAIL)",
+    )
     ss.add_argument("--host", help="address to bind (default: the line file's, else 127.0.0.1)")
     ss.add_argument("--port", type=int, help="port (default: the line file's, else 8890)")
     ss.add_argument("--reports", default="reports")

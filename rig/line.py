@@ -16,6 +16,7 @@ id = "BENCH1"
 station = "bench1.toml"        # a real bench's station file (relative to this file) ...
 # emulated = "TT-890"          # ... or an emulated bench of this model (demos, CI)
 # scale = 20                   # its time scale
+# defects = ["estop-slow"]     # seeded defects of an emulated bench (`rig defects`)
 ```
 
 Every mistake is a ConfigError naming the file, the key, the value and what was expected.
@@ -57,6 +58,7 @@ class BenchSpec:
     station: Path | None = None
     emulated: str | None = None
     scale: float = DEFAULT_SCALE
+    defects: tuple[str, ...] = ()  # seeded defects of an emulated bench (demos of a FAIL)
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def _benches(r: _Reader, entries: object) -> list[BenchSpec]:
     out: list[BenchSpec] = []
     for i, entry in enumerate(entries):
         key = f"bench[{i}]"
-        e = r.table(entry, key, ("id", "station", "emulated", "scale"))
+        e = r.table(entry, key, ("id", "station", "emulated", "scale", "defects"))
         bid = r.text(e, key, "id")
         if not _BENCH_ID.fullmatch(bid):
             raise r.fail(f"{key}.id", bid, "letters, digits, - and _ (at most 32)")
@@ -174,6 +176,11 @@ def _benches(r: _Reader, entries: object) -> list[BenchSpec]:
         scale = e.get("scale", DEFAULT_SCALE)
         if not isinstance(scale, int | float) or isinstance(scale, bool) or not scale > 0:
             raise r.fail(f"{key}.scale", scale, "a number > 0")
+        defects = e.get("defects", [])
+        if not isinstance(defects, list) or not all(isinstance(d, str) for d in defects):
+            raise r.fail(f"{key}.defects", defects, "a list of defect names (rig defects)")
+        if defects and has_station:
+            raise r.fail(f"{key}.defects", defects, "none: only an emulated bench has defects")
         if has_station:
             station = Path(r.text(e, key, "station"))
             if not station.is_absolute() and r.path.parent != Path(""):
@@ -182,7 +189,8 @@ def _benches(r: _Reader, entries: object) -> list[BenchSpec]:
                 raise r.fail(f"{key}.station", e["station"], f"a station file ({station} is none)")
             out.append(BenchSpec(bid, station=station, scale=float(scale)))
         else:
-            out.append(BenchSpec(bid, emulated=r.text(e, key, "emulated"), scale=float(scale)))
+            model = r.text(e, key, "emulated")
+            out.append(BenchSpec(bid, emulated=model, scale=float(scale), defects=tuple(defects)))
     return out
 
 

@@ -50,6 +50,9 @@ def test_line_file_read(tmp_path):
     assert line.person("q. able").role == "QA"  # a typed name, any case
     assert line.person("B-9999") is None
     assert line.benches[0].emulated == "TT-890" and line.benches[0].scale == 10
+    assert line.benches[0].defects == ()
+    f.write_text(LINE.replace("scale = 10", 'scale = 10\ndefects = ["estop-slow"]'))
+    assert load_line(f).benches[0].defects == ("estop-slow",)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +66,7 @@ def test_line_file_read(tmp_path):
         (('id = "BENCH1"', 'id = "BENCH 1"'), "bench[0].id = 'BENCH 1'"),
         (('name = "LINE2"', 'nmae = "LINE2"'), "station.nmae"),
         (("scale = 10", 'scale = "fast"'), "bench[0].scale = 'fast': expected a number > 0"),
+        (("scale = 10", "defects = 3"), "bench[0].defects = 3: expected a list of defect names"),
     ],
 )
 def test_line_file_mistakes_name_file_key_and_value(tmp_path, change, named):
@@ -220,3 +224,5 @@ def test_station_command_line_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "unknown table model 'XX-1'" in capsys.readouterr().err
     assert main(["station", "serve", "--line", str(tmp_path / "line.toml")]) == 2
     assert "line file" in capsys.readouterr().err
+    assert main(["station", "serve", "--emulated", "RT-600", "--defect", "estop-slow"]) == 2
+    assert "--defect 'estop-slow': no emulated bench's model has it" in capsys.readouterr().err

@@ -251,5 +251,10 @@ def serve(station: OperatorStation, host: str, port: int) -> int:
     )
     server = uvicorn.Server(config)
     print(f"operator station {station.line.name}: http://{host}:{port}/", flush=True)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has shut down
+        pass
+    finally:
+        station.stop()  # done by the lifespan already; again in case it never ran (idempotent)
     return 0

@@ -304,10 +304,18 @@ class EmulatedBench:
     station's terminal reaches the station (which aborts its runs, lets each make its table
     safe, then stops this), never the bench under a run that is still making safe."""
 
-    def __init__(self, model: str, scale: float, work: Path, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        scale: float,
+        work: Path,
+        *,
+        defects: tuple[str, ...] = (),
+        timeout: float = 60.0,
+    ) -> None:
         out, log_path = work / "station.toml", work / "emulator.log"
         out.unlink(missing_ok=True)
-        cmd = bench_command(model, station_out=out, scale=scale)
+        cmd = bench_command(model, station_out=out, scale=scale, defects=defects)
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -359,7 +367,12 @@ class BenchRuntime:
         self.work.mkdir(parents=True, exist_ok=True)
         try:
             if self.spec.emulated:
-                self.spawned = EmulatedBench(self.spec.emulated.upper(), self.spec.scale, self.work)
+                self.spawned = EmulatedBench(
+                    self.spec.emulated.upper(),
+                    self.spec.scale,
+                    self.work,
+                    defects=self.spec.defects,
+                )
                 self.station = self.spawned.station
                 self.station_file = self.spawned.station_file
             else:
@@ -493,6 +506,7 @@ class BenchRuntime:
             "id": self.id,
             "emulated": self.spec.emulated,
             "scale": self.spec.scale if self.spec.emulated else None,
+            "defects": list(self.spec.defects),
             "address": f"{station.plc_host}:{station.plc_port}" if station else None,
             "error": self.error,
             "busy": self.run is not None and self.run.running,
