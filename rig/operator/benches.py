@@ -101,6 +101,7 @@ class RunSummary:
     unsafe: str | None = None
     safe: dict[str, Any] | None = None  # the last safe-state check
     ended: bool = False
+    started_any: bool = False  # a requirement test started: the table may have been moved
     problems: list[str] = field(default_factory=list)
 
     def apply(self, e: dict[str, Any]) -> None:
@@ -120,6 +121,7 @@ class RunSummary:
             row = self._row(e)
             row.update(state="running", step="starting", attempt=e.get("attempt", 1))
             self.current = row["id"]
+            self.started_any = True
         elif kind == "step_started":
             row = self._row(e)
             row["step"] = e.get("step", "")
@@ -284,6 +286,7 @@ class Run:
             "interrupted": s.interrupted,
             "unsafe": s.unsafe,
             "safe": s.safe,
+            "started_any": s.started_any,
             "failing": failing,
             "problems": s.problems,
             **getattr(self, "_final", {}),

@@ -186,6 +186,15 @@ function render(b) {
   } else if (run.unsafe || (run.safe && !run.safe.confirmed && run.safe.final)) {
     safe.className = "safe unsafe";
     safe.textContent = `TABLE NOT CONFIRMED SAFE: ${run.unsafe || run.safe.error}`;
+  } else if (done && !run.started_any) {
+    safe.className = "safe";
+    safe.textContent = "The run ended before any test started: nothing was moved.";
+  } else if (done && run.safe && run.safe.confirmed && run.safe.final) {
+    safe.className = "safe confirmed";
+    safe.textContent = `Table made safe: final safe state confirmed (state ${run.safe.details.state}) - from the run's events (the record has no such event)`;
+  } else if (done) {
+    safe.className = "safe unsafe";
+    safe.textContent = "TABLE SAFE STATE NOT KNOWN: no final safe-state check was recorded; check the bench before touching it";
   } else if (run.aborted_by && run.running) {
     safe.className = "safe"; safe.textContent = "aborting: making the table safe ...";
   } else { safe.className = "safe"; safe.textContent = ""; }
