@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 from rich.console import Console
 
@@ -108,3 +109,41 @@ def test_device_times_remembered_per_model(tmp_path):
     assert load_device_times(tmp_path, "TT-890") == {"TT-SAF-02": 211.4, "TT-SAF-03": 28.0}
     (tmp_path / "device-times.json").write_text("not json")
     assert load_device_times(tmp_path, "TT-890") == {}
+
+
+def _certify_on_a_terminal(tmp_path, *extra):  # about 10-30 s of wall time
+    """`rig certify` of one short requirement with its output on a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    cmd = [sys.executable, "-m", "rig.cli", "certify", "TT-890", "--serial", "890001"]
+    cmd += ["--requirement", "TT-SAF-03", "--scale", "20", "--no-allure"]
+    cmd += ["--reports", str(tmp_path), *extra]
+    env = {**os.environ, "COLUMNS": "140", "TERM": "xterm"}
+    proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))  # no colours
+    return proc.returncode, text
+
+
+def test_rig_certify_on_a_terminal_shows_live_progress_then_the_table(tmp_path):
+    code, out = _certify_on_a_terminal(tmp_path)
+    assert code == 4  # one requirement: NOT CERTIFIED - partial
+    assert "requirement 1 of 1" in out and "TT-SAF-03" in out  # the live region
+    assert "step:" in out
+    assert re.search(r"TT-SAF-03 PASS \(\d+ measurements", out)  # the verdict, as reached
+    assert "TT-890 certification" in out  # the final table stays
