@@ -75,7 +75,16 @@ def build_report(results: Path, output: Path, *, name: str = "Certification") ->
                 {
                     "name": name,
                     "output": str(out),
-                    "plugins": {"awesome": {"options": {"singleFile": True, "reportName": name}}},
+                    "plugins": {
+                        "awesome": {
+                            "options": {
+                                "singleFile": True,
+                                "reportName": name,
+                                # the tree by model, kind and suite, requirement (not by module)
+                                "groupBy": ["epic", "feature", "story"],
+                            }
+                        }
+                    },
                 }
             )
         )
