@@ -48,6 +48,10 @@ def cmd_certify(args: argparse.Namespace) -> int:
         profile = load_profile(args.model)
         request = check_request(vars(args), model=profile.model.name)
         check_serial(args.serial, profile)  # before anything starts, let alone moves
+        if getattr(args, "db", None):  # a bad URL is said now, not when the run has ended
+            from .outputs.db import database_url
+
+            database_url(args.db)
     except RigError as e:
         from rich.markup import escape
 

@@ -39,8 +39,10 @@ class StationSignature:
 
 @dataclass(frozen=True)
 class ResultsDatabase:
-    """The run goes into the results database next to the records."""
+    """The run goes into the results database (`--db`, $RIG_DB_URL, or next to the records),
+    which anchors its chain head and the station's signature."""
 
+    db: str | None = None
     name: str = "results database"
     failure: str = "results database not updated"
 
@@ -48,9 +50,10 @@ class ResultsDatabase:
         """Ingest the run."""
         if run.record_dir is None:
             return
-        from .results import ingest_run
+        from .results import open_results
 
-        ingest_run(run.reports / "results.sqlite", run.record_dir)
+        with open_results(self.db, run.reports) as db:
+            db.ingest(run.record_dir)
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,10 @@ class Certificate:
         self.console.certificate(run)
 
 
-def sinks(console: CertifyConsole | None = None) -> list[Sink]:
+def sinks(console: CertifyConsole | None = None, *, db: str | None = None) -> list[Sink]:
     """Every output of an ended run, in the order they are written. With a console (a run of
-    `rig certify`), also its summary and the certificate."""
-    out: list[Any] = [StationSignature(), ResultsDatabase(), JUnitXml(), AllureResults()]
+    `rig certify`), also its summary and the certificate. `db`: the results database (`--db`)."""
+    out: list[Any] = [StationSignature(), ResultsDatabase(db), JUnitXml(), AllureResults()]
     if console is not None:
         out += [ConsoleSummary(console), Certificate(console)]
     return out
@@ -135,4 +138,6 @@ def certify_args(args: argparse.Namespace) -> list[str]:
 @pytest.hookimpl
 def pytest_rig_sinks(config: pytest.Config) -> list[Sink]:
     """The rig plugin's hook: the sinks of this session."""
-    return sinks(config.stash.get(CONSOLE_KEY, None))
+    from ..plugin.options import from_pytest
+
+    return sinks(config.stash.get(CONSOLE_KEY, None), db=from_pytest(config).get("db"))

@@ -86,6 +86,13 @@ OPTIONS: tuple[Option, ...] = (
         metavar="REASON",
     ),
     Option(
+        "--db",
+        "rig_db",
+        "results database the ended run goes into: a SQLite file or a postgresql:// URL "
+        "(default $RIG_DB_URL, else REPORTS/results.sqlite)",
+        metavar="URL",
+    ),
+    Option(
         "--bench-cal-due",
         "rig_bench_cal_due",
         "emulated bench only: the calibration due date (YYYY-MM-DD) its instruments report",
