@@ -156,16 +156,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts."""
+    """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts; by
+    station or shift."""
+    from .outputs.db import default_url
     from .outputs.results import ResultsDB
     from .outputs.stats import stats_command
 
-    db = Path(args.db or Path(args.reports) / "results.sqlite")
+    db: str | Path = args.db or default_url() or Path(args.reports) / "results.sqlite"
     if args.ingest:
         with ResultsDB(db) as d:
             d.ingest_all(Path(args.reports))
     charts = Path(args.charts) if args.charts else None
-    print(stats_command(db, args.model, chart_dir=charts, requirement=args.requirement))
+    print(
+        stats_command(
+            db,
+            args.model,
+            chart_dir=charts,
+            requirement=args.requirement,
+            by=args.by,
+            station=args.station,
+            shift=args.shift,
+        )
+    )
     return 0
 
 
@@ -198,18 +210,46 @@ def cmd_defects(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Check a run's hash chain, trace files and signatures; tell altered from incomplete."""
-    from .evidence.verify import cmd_verify as verify
+def _trust(args: argparse.Namespace) -> Any:
+    from .evidence.trust import load_trust, trust_path
 
-    return verify(args)
+    path = trust_path(getattr(args, "trust_file", None))
+    return load_trust(path) if path is not None else None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a run's hash chain, trace files and signatures; tell altered from incomplete; with
+    the line's trust file and database, untrusted signers and rewritten records."""
+    from .evidence.format import RecordError
+    from .evidence.verify import cmd_verify as verify
+    from .outputs.db import default_url
+    from .outputs.results import anchoring_for
+
+    trust = _trust(args)
+    anchoring = None
+    db = args.db or default_url()
+    if db:
+        try:
+            anchoring = anchoring_for(db, args.run)
+        except RecordError:
+            pass  # no readable record: verify says so, with its own exit code
+    return verify(args, trust=trust, anchoring=anchoring)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    """A person signs a run with a stated meaning (reviewed, approved)."""
+    """A person signs a run with a stated meaning (reviewed, approved); with the line's
+    database, the signature is anchored there."""
     from .evidence.signing import cmd_sign as sign
+    from .outputs.db import default_url
+    from .outputs.results import ResultsDB
 
-    return sign(args)
+    code = sign(args, trust=_trust(args))
+    db = args.db or default_url()
+    if code == 0 and db:
+        with ResultsDB(db) as d:
+            d.ingest(Path(args.run))
+            print(f"anchored in {d.where}")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,9 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="statistics per requirement quantity across units")
     st.add_argument("model")
     st.add_argument("--reports", default="reports")
-    st.add_argument("--db", help="results database (default REPORTS/results.sqlite)")
+    st.add_argument(
+        "--db",
+        help="results database: a SQLite file or postgresql://USER@HOST:PORT/DB "
+        "(default $RIG_DB_URL, else REPORTS/results.sqlite)",
+    )
     st.add_argument("--charts", help="write a control chart PNG per quantity into this directory")
     st.add_argument("--requirement", help="only this requirement")
+    st.add_argument(
+        "--by",
+        choices=("station", "shift"),
+        help="one row per station or shift (yield, Cpk); with --charts, a chart per station",
+    )
+    st.add_argument("--station", help="only runs of this station")
+    st.add_argument("--shift", help="only runs of this shift (early, late, night)")
     st.add_argument("--ingest", action="store_true", help="first load every run under REPORTS")
     st.set_defaults(func=cmd_stats)
 
@@ -277,13 +328,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "verify",
-        help="check a run for alteration: exit 0 VALID, 1 TAMPERED, 3 INCOMPLETE, 4 UNSIGNED",
+        help="check a run for alteration: exit 0 VALID, 1 TAMPERED, 3 INCOMPLETE, 4 UNSIGNED, "
+        "5 UNTRUSTED",
     )
     v.add_argument("run", help="run directory or record.jsonl")
     v.add_argument(
         "--trust",
         action="append",
         help="only keys with this fingerprint (SHA256:...) or public key may sign",
+    )
+    v.add_argument(
+        "--trust-file",
+        help="the line's trust file: enrolled station and person keys with roles "
+        "(default $RIG_TRUST)",
+    )
+    v.add_argument(
+        "--db",
+        help="the line's results database (path or URL; default $RIG_DB_URL): check the run "
+        "against the chain head and signatures anchored there",
     )
     v.set_defaults(func=cmd_verify)
 
@@ -292,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--name", required=True, help="printed name of the signer")
     sg.add_argument("--meaning", required=True, help="reviewed or approved")
     sg.add_argument("--key", help="the signer's Ed25519 key (PEM); default: one kept per name")
+    sg.add_argument(
+        "--trust-file",
+        help="the line's trust file: only an enrolled person in a role that may sign the "
+        "meaning signs (approved: QA) (default $RIG_TRUST)",
+    )
+    sg.add_argument(
+        "--db", help="anchor the signature in the line's results database (default $RIG_DB_URL)"
+    )
     sg.set_defaults(func=cmd_sign)
     return p
 

@@ -276,3 +276,16 @@ def _unique(items: list[str], message: str) -> None:
         if x in seen:
             raise TrustError(f"{message}: {x}")
         seen.add(x)
+
+
+def check_start(operator: str | None, override: str | None, trust_file: str | None) -> None:
+    """Before a certification starts: with a trust file (given, or $RIG_TRUST), the operator must
+    be enrolled in a role that may start one, and one that may override a calibration when
+    `override` is given. Without a trust file nothing is checked (a lone bench)."""
+    path = trust_path(trust_file)
+    if path is None:
+        return
+    trust = load_trust(path)
+    trust.require(operator, START)
+    if override:
+        trust.require(operator, OVERRIDE)

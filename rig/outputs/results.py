@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..evidence.format import Kind, Outcome, canonical_text, now_iso, record_number
 from ..evidence.reader import RunView, read_run
+from ..evidence.verify import AnchoredLine, Anchoring
 from .db import ResultsError, create_engine, database_url, describe, is_url, migrate
 from .db.schema import (
     ANCHOR_END,
@@ -574,3 +575,31 @@ def open_results(where: str | Path | None, reports: Path) -> ResultsDB:
     from .db import default_url
 
     return ResultsDB(where or default_url() or Path(reports) / "results.sqlite")
+
+
+def anchoring_for(db: str | Path, run: Path | str) -> Anchoring:
+    """What the line's database anchored for the run at `run` (for `rig verify --db`).
+
+    A SQLite path that does not exist is a ResultsError (rather than an empty database made
+    here, which would make every record look unanchored)."""
+    if not is_url(db) and not Path(db).is_file():
+        raise ResultsError(f"{db}: no results database")
+    view = read_run(run)
+    if view.header_raw is None:
+        raise ResultsError(f"{view.path}: not a run record (no header line)")
+    header_sha = hashlib.sha256(view.header_raw).hexdigest()
+    h = view.header or {}
+    with ResultsDB(db) as d:
+        lines = d.anchors_of(header_sha)
+        same = []
+        if not lines:
+            started = h.get("started") or h.get("time")
+            same = d.runs_like(str(h.get("model", "")), str(h.get("serial", "")), started)
+        return Anchoring(
+            where=d.where,
+            lines=tuple(
+                AnchoredLine(a.seq, a.kind, a.line_sha256, a.name, a.meaning, a.anchored)
+                for a in lines
+            ),
+            same_unit=len(same),
+        )

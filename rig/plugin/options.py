@@ -93,6 +93,13 @@ OPTIONS: tuple[Option, ...] = (
         metavar="URL",
     ),
     Option(
+        "--trust-file",
+        "rig_trust_file",
+        "the line's trust file (enrolled stations and people with roles): the operator must "
+        "be enrolled to start (default $RIG_TRUST; none: nothing checked)",
+        metavar="PATH",
+    ),
+    Option(
         "--bench-cal-due",
         "rig_bench_cal_due",
         "emulated bench only: the calibration due date (YYYY-MM-DD) its instruments report",
