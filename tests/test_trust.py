@@ -178,7 +178,7 @@ def test_a_rewritten_and_resigned_record_is_tampered_against_the_database(line, 
 
 
 def test_a_whole_new_record_for_an_anchored_unit_is_tampered(line, tmp_path, capsys):
-    run, trust, _ = line
+    run, _, _ = line
     db_path = str(tmp_path / "line.sqlite")
     with ResultsDB(db_path) as db:
         db.ingest(run)
