@@ -6,6 +6,7 @@
 pg_start() {
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -q >/dev/null
             DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
         else
             echo "postgresql is not installed (apt-get install -y postgresql)" >&2

@@ -184,9 +184,9 @@ def test_stats_by_station_and_shift(where, tmp_path):
         by_station = requirement_stats(db, MODEL, by="station")
         settled = [r for r in by_station if r.name == "settled_force"]
         assert sorted((r.group, r.count) for r in settled) == [("B1", 3), ("B2", 3)]
-        ys = {y.group: (y.passed, y.complete) for y in run_yields(db, MODEL, "station")}
+        ys = {y.group: (y.passed, y.judged) for y in run_yields(db, MODEL, "station")}
         assert ys == {"B1": (3, 3), "B2": (2, 3)}
-        ys = {y.group: (y.passed, y.complete) for y in run_yields(db, MODEL, "shift")}
+        ys = {y.group: (y.passed, y.judged) for y in run_yields(db, MODEL, "shift")}
         assert ys == {"early": (2, 2), "late": (1, 2), "night": (2, 2)}
     text = stats_command(where, MODEL, by="station", chart_dir=tmp_path / "charts")
     assert "run yield by station: B1 3/3 PASS (100.0%); B2 2/3 PASS (66.7%)" in text

@@ -190,23 +190,26 @@ def requirement_stats(
 
 @dataclass(frozen=True)
 class RunYield:
-    """Run-level yield of one station or shift (or the whole line): complete runs and PASSes."""
+    """Run-level yield of one station or shift (or the whole line).
+
+    `judged`: complete runs with an intact chain whose verdict is PASS or FAIL (a unit judged);
+    partial, retest and interrupted runs judge no unit and are counted in `runs` only."""
 
     group: str
     runs: int
-    complete: int
+    judged: int
     passed: int
 
     @property
     def pass_yield(self) -> float | None:
-        """PASS runs over complete runs (None without complete runs)."""
-        return self.passed / self.complete if self.complete else None
+        """PASS runs over judged runs (None without any)."""
+        return self.passed / self.judged if self.judged else None
 
 
 def run_yields(
     db: ResultsDB, model: str, by: str | None, *, emulated: bool | None = None
 ) -> list[RunYield]:
-    """The first-pass yield of complete runs per station or shift (`by`), or of all runs."""
+    """The yield of judged runs (PASS over PASS + FAIL) per station or shift (`by`), or of all."""
     out: dict[str, list[Any]] = {}
     for r in db.runs(model):
         if emulated is not None and r.emulated is not emulated:
@@ -217,7 +220,10 @@ def run_yields(
         RunYield(
             g,
             len(rs),
-            sum(r.complete and r.chain_intact for r in rs),
+            sum(
+                r.complete and r.chain_intact and r.verdict in (Outcome.PASS, Outcome.FAIL)
+                for r in rs
+            ),
             sum(r.complete and r.chain_intact and r.verdict == Outcome.PASS for r in rs),
         )
         for g, rs in sorted(out.items())
@@ -477,7 +483,7 @@ def stats_command(
             text.append(
                 f"run yield by {by}: "
                 + "; ".join(
-                    f"{y.group} {y.passed}/{y.complete} PASS"
+                    f"{y.group} {y.passed}/{y.judged} PASS"
                     + ("" if y.pass_yield is None else f" ({100 * y.pass_yield:.1f}%)")
                     for y in ys
                 )
