@@ -352,7 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     sg = sub.add_parser("sign", help="sign a run as a named person (reviewed / approved)")
     sg.add_argument("run", help="run directory")
     sg.add_argument("--name", required=True, help="printed name of the signer")
-    sg.add_argument("--meaning", required=True, help="reviewed or approved")
+    sg.add_argument(
+        "--meaning",
+        required=True,
+        help='reviewed, approved (QA), or "calibration override" (a test engineer signs a '
+        "run's override and its reason)",
+    )
     sg.add_argument("--key", help="the signer's Ed25519 key (PEM); default: one kept per name")
     sg.add_argument(
         "--trust-file",

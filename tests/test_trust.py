@@ -292,3 +292,39 @@ def test_only_enrolled_people_start_and_only_a_test_engineer_overrides(line, tmp
     assert "'Olga Operator' may not run with --calibration-override" in out
     assert "needs role test engineer, holds role operator" in out
     assert not (tmp_path / "rep").exists()  # refused before anything ran
+
+
+def test_a_calibration_override_is_signed_by_a_test_engineer(line, tmp_path, capsys):
+    from rig.evidence.measurement import Measurement
+    from rig.evidence.writer import RunRecord
+
+    _, trust, _ = line
+    rec = RunRecord(tmp_path / "override")
+    rec.start(
+        {
+            "model": "TT-890",
+            "serial": "S2",
+            "operator": "Ted Engineer",
+            "station": {"id": STATION_ID},
+            "calibration_override": {"reason": "cal lab late", "expired": ["LC-2000"]},
+        }
+    )
+    rec.add(Measurement("TT-PERF-01", "c", "x", 1.0, "N", 0.0, 2.0, None, "PASS"))
+    rec.conclude_requirement("TT-PERF-01", "PASS")
+    rec.end("PASS", complete=True, not_run=[])
+    sign_run(rec, station_key(), name=STATION_ID, meaning="recorded", role="station")
+    report = verify_run(rec.directory, trust=load_trust(trust))
+    assert report.status == UNTRUSTED
+    assert "calibration override (reason 'cal lab late') is not signed" in report.as_text()
+    args = ["sign", str(rec.directory), "--trust-file", str(trust)]
+    args += ["--meaning", "calibration override", "--name"]
+    assert main([*args, "Quinn QA"]) == 1
+    assert "needs role test engineer, holds role QA" in capsys.readouterr().err
+    assert main([*args, "Ted Engineer"]) == 0
+    assert verify_run(rec.directory, trust=load_trust(trust)).status == VALID
+    # a run without an override has nothing of the kind to sign
+    run, _, _ = line
+    assert (
+        main(["sign", str(run), "--meaning", "calibration override", "--name", "Ted Engineer"]) == 1
+    )
+    assert "ran without a calibration override" in capsys.readouterr().err

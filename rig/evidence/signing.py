@@ -30,7 +30,7 @@ from ..errors import ConfigError, RigError
 from .format import RECORD_NAME, run_paths, slug
 from .reader import read_run
 from .signature import ALGORITHM, MEANINGS, REVIEWER, fingerprint, manifest
-from .trust import RoleError, Trust
+from .trust import OVERRIDE_SIGNED, RoleError, Trust
 from .verify import INCOMPLETE, TAMPERED, verify_run, verify_view
 from .writer import RunRecord
 
@@ -298,6 +298,11 @@ def cmd_sign(args: argparse.Namespace, *, trust: Trust | None = None) -> int:
             check_signer(trust, name, args.meaning, key)
         except RoleError as e:
             print(f"refused: {e}", file=sys.stderr)
+            return 1
+    if args.meaning == OVERRIDE_SIGNED:
+        header = read_run(record_path).header or {}
+        if not header.get("calibration_override"):
+            print(f"refused: {args.run} ran without a calibration override", file=sys.stderr)
             return 1
     try:
         line = sign_run(record_path, key, name=name, meaning=args.meaning, role=REVIEWER)

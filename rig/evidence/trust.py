@@ -19,8 +19,10 @@ and `rig certify` (`--trust-file PATH`, else $RIG_TRUST):
     badge = "0042"              # optional
 
 What each role may do (ROLE_MAY): an operator starts a certification; a test engineer starts
-one too, may run with --calibration-override, and signs "reviewed"; QA signs "reviewed" or
-"approved". Every mistake in the file is a TrustError naming the file, the key and the value.
+one too, may run with --calibration-override and signs that override with its reason (`rig sign
+--meaning "calibration override"`: a record with an override is UNTRUSTED until they have), and
+signs "reviewed"; QA signs "reviewed" or "approved". Every mistake in the file is a TrustError
+naming the file, the key and the value.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ TRUST_ENV = "RIG_TRUST"
 OPERATOR, TEST_ENGINEER, QA = "operator", "test engineer", "QA"
 ROLES = (OPERATOR, TEST_ENGINEER, QA)
 START, OVERRIDE = "start a certification", "run with --calibration-override"
+OVERRIDE_SIGNED = "calibration override"  # the meaning a test engineer signs an override with
 # what each role may do; a signature's meaning is an action too
 ROLE_MAY: Mapping[str, frozenset[str]] = {
     OPERATOR: frozenset({START}),
-    TEST_ENGINEER: frozenset({START, OVERRIDE, "reviewed"}),
+    TEST_ENGINEER: frozenset({START, OVERRIDE, OVERRIDE_SIGNED, "reviewed"}),
     QA: frozenset({"reviewed", "approved"}),
 }
 _HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -47,7 +47,7 @@ from typing import Any
 from .format import FIELDS, RecordError, field_digests
 from .reader import RunView, Tail, Unreadable, read_run
 from .signature import MEANINGS, SIGNATURE_FIELDS, STATION, fingerprint, manifest, verify_signature
-from .trust import Trust
+from .trust import OVERRIDE_SIGNED, Trust
 
 
 class Status(StrEnum):
@@ -293,6 +293,17 @@ class _Verifier:
         for s in signatures:
             if s.valid and s.untrusted:
                 self.untrusted.append(f"signature by {s.name!r} (line {s.line}): {s.untrusted}")
+        override = header.get("calibration_override") if isinstance(header, dict) else None
+        if self.trust is not None and override and ends:
+            signed = any(
+                s.valid and not s.untrusted and s.meaning == OVERRIDE_SIGNED for s in signatures
+            )
+            if not signed:
+                reason = override.get("reason") if isinstance(override, dict) else override
+                self.untrusted.append(
+                    f"the calibration override (reason {reason!r}) is not signed by an enrolled "
+                    f'test engineer (rig sign --meaning "{OVERRIDE_SIGNED}")'
+                )
         if self.problems:
             status = TAMPERED
         elif self.torn or not ends:
