@@ -247,9 +247,7 @@ def test_non_finite_values_do_not_poison_sql_aggregates(tmp_path):
     with ResultsDB(tmp_path / "r.sqlite") as db:
         for d in (d1, d2, d3, d4):
             db.ingest(d)
-        [(avg, flags)] = db.execute(
-            "SELECT avg(value), group_concat(value_flag) FROM measurements"
-        )
+        [(avg, flags)] = db.execute("SELECT avg(value), group_concat(value_flag) FROM measurements")
         assert avg == 1.5
         assert sorted(flags.split(",")) == sorted([FLAG_INF, FLAG_MISSING])
         values = [m.value for m in db.measurements(MODEL)]
