@@ -12,10 +12,19 @@ of the interval: block k covers ``[start + k*block, start + (k+1)*block)``.
 
 Interpretations (where ``shared/icd/requirements.md`` leaves a choice):
 
-- Times of events are sample times (the first or last sample meeting the condition), not
-  interpolated: the ICD defines them as "the first t at which ..." of a sampled reading. Only
-  crossings (widths, cycle boundaries) and X(0) are interpolated, because the ICD defines them as
-  crossings of a threshold / a value at an instant.
+- Times of events are conservative by construction (docs/icd-readings.md C1-C4): each is a
+  threshold crossing placed between the two samples that straddle it, on the side a verdict
+  against the limit cannot profit from. :func:`_late_crossing` gives an instant never before the
+  true crossing and not after the later straddling sample, so the error lies in [0, one sample
+  period) for any signal whose curvature keeps one sign over the four samples around the
+  crossing (a straight line, a ramp that bends into or out of a level, a brake to rest, a step);
+  it is exact on a straight segment. Per quantity: reaction time, release time, the first
+  crossing of a level (a lift drop) and stop time may come out late, never early; each crossing
+  of a width or a cycle boundary comes out late by less than a period, so a width or a period
+  (the difference of two such crossings) is within one sample period either way. X(0) of a
+  stopping distance is interpolated at t = 0 (the ICD puts a sample there); a stop decelerates
+  from t = 0, so the chord across it lies behind the motion and the distance can only come out
+  long.
 - "Below" is strict (``<``), "at or below" is ``<=``, "differs by more than" is ``>``, "within"
   is ``<=``.
 - A window is covered when its first and last valid samples lie within 1.5 sample periods (the
@@ -25,13 +34,16 @@ Interpretations (where ``shared/icd/requirements.md`` leaves a choice):
   ``[a, a + block)``; drift's end block ``[end - block, end)``; stop-time window and settled-value
   window closed at both ends. Boundaries are compared with a 1 ns slack so that a sample lying on
   a boundary up to floating-point rounding falls on the same side every time.
-- Stop time is 0.0 when no sample of the window differs from Xf by more than the tolerance. It
-  is judged per sample, as the ICD says; note that the inversion's 0.05 deg is about 5 sigma of
-  the INC's noise, so a lone noise sample after the stop can (rarely) count as motion.
+- Stop time is 0.0 when no sample of the window differs from Xf by more than the tolerance.
+  Otherwise it is the late crossing after the last sample that differs (the instant the reading
+  comes within the tolerance for good): the sample itself would be up to one period early. It is
+  judged per sample, as the ICD says; note that the inversion's 0.05 deg is about 5 sigma of the
+  INC's noise, so a lone noise sample after the stop can (rarely) count as motion.
 - Settled value: the first instant within tolerance is searched over the whole trace unless the
   caller gives ``start`` (default ``-inf``).
-- Release time: only samples at ``t >= 0`` count; a trace already at or below the threshold from
-  the trigger on gives its first sample at ``t >= 0``.
+- Release time: only samples at ``t >= 0`` count; it is the late crossing into the final run of
+  samples at or below the threshold; a trace already at or below the threshold from the trigger
+  on gives the crossing from the sample before it, or 0.0 (never a time before the trigger).
 - Ramp / move rate: the 10 % instant is the first sample that has covered 10 % of the step
   after one that had not (so a trace that starts beyond the step, e.g. at 0 N before a
   300 -> 150 N ramp down, still finds it); the 90 % instant is the first sample from there on
@@ -68,6 +80,7 @@ __all__ = [
     "drift",
     "fault_time",
     "final_level",
+    "first_crossing",
     "hold_interval",
     "jitter",
     "level_before",
@@ -188,9 +201,38 @@ def _slope(t: FloatArray, x: FloatArray) -> float:
     return float(np.dot(tc, x - x.mean()) / np.dot(tc, tc))
 
 
-def _interp_crossing(t: FloatArray, x: FloatArray, j: NDArray[np.intp], level: float) -> FloatArray:
-    """Times at which the straight line from sample j to sample j+1 passes through level."""
-    return t[j] + (level - x[j]) * (t[j + 1] - t[j]) / (x[j + 1] - x[j])
+def _late_crossing(t: FloatArray, y: FloatArray, j: ArrayLike) -> FloatArray:
+    """Conservative (late) instants at which y falls through 0 between samples j-1 and j.
+
+    `y` is signed so that the event is y going from y[j-1] >= 0 to y[j] < 0 (or > 0 to <= 0):
+    e.g. ``x - level`` for "x falls below level", ``level - x`` for "x rises to level". The
+    true crossing t* lies in (t[j-1], t[j]]. Three straight lines estimate it: the chord from
+    sample j-1 to j, the secant through samples j-2, j-1 carried forward, and the secant through
+    samples j, j+1 carried back. Where y keeps the sign of its curvature over those samples, the
+    chord crosses late on a convex y and the secants late on a concave one (a secant lies above
+    a concave function outside its interval, the chord below it inside): the latest of the three,
+    capped at t[j], is never before t* and always within one sample period of it, and exact on a
+    straight line. A secant that does not head through 0 cannot say where y crosses: forward it
+    counts as never (a step or the bend out of a level: the cap t[j] is what is known), backward
+    it is left out. `j` must be >= 1.
+    """
+    jj = np.atleast_1d(np.asarray(j, dtype=np.intp))
+    n = t.size
+    ta, tb, ya, yb = t[jj - 1], t[jj], y[jj - 1], y[jj]
+    est = ta + ya * (tb - ta) / (ya - yb)
+    # the secant of the two samples before, carried forward to 0
+    jp = np.maximum(jj - 2, 0)
+    tp, yp = t[jp], y[jp]
+    down = (jj >= 2) & (ya < yp)
+    slope_p = np.where(down, (ya - yp) / np.where(down, ta - tp, 1.0), -1.0)
+    fwd = np.where(down, ta - ya / slope_p, np.inf)
+    # the secant of the two samples after, carried back to 0
+    jn = np.minimum(jj + 1, n - 1)
+    tn, yn = t[jn], y[jn]
+    down = (jj + 1 < n) & (yn < yb)
+    slope_n = np.where(down, (yn - yb) / np.where(down, tn - tb, 1.0), -1.0)
+    back = np.where(down, tb - yb / slope_n, -np.inf)
+    return np.minimum(tb, np.maximum(est, np.maximum(fwd, back)))
 
 
 def _pairs(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -312,31 +354,64 @@ def reaction_time(
     fraction: float = 0.02,
     minimum: float = 5.0,
 ) -> float:
-    """First sample time t >= 0 at which x < x0 - max(fraction*x0, minimum); inf if never.
+    """First t >= 0 at which x < x0 - max(fraction*x0, minimum); inf if never.
 
-    ``x0`` defaults to :func:`level_before`.
+    ``x0`` defaults to :func:`level_before`. The instant is :func:`first_crossing`'s: late by
+    less than one sample period, never early.
     """
     tr = _prepare(t, x)
     f0 = _level_before(tr, 0.1) if x0 is None else x0
     limit = f0 - max(fraction * f0, minimum)
-    i0 = _first_at_or_after_trigger(tr, "reaction time")
-    below = np.flatnonzero(tr.x[i0:] < limit)
-    return float(tr.t[i0 + below[0]]) if below.size else math.inf
+    return _first_crossing(tr, limit, below=True, start=0.0, what="reaction time")
+
+
+def first_crossing(
+    t: ArrayLike, x: ArrayLike, *, level: float, below: bool = True, start: float = 0.0
+) -> float:
+    """First t >= start at which x < level (``below``) or x > level; inf if never.
+
+    Conservative by construction: the crossing between the last sample on the near side and the
+    first beyond the level, placed late (see :func:`_late_crossing`), never before ``start``. A
+    trace already beyond the level at its first valid sample at or after ``start`` gives the
+    crossing from the sample before it when there is one, else that sample's time.
+    """
+    return _first_crossing(_prepare(t, x), level, below=below, start=start, what="first crossing")
+
+
+def _first_crossing(tr: _Trace, level: float, *, below: bool, start: float, what: str) -> float:
+    i0 = int(np.searchsorted(tr.t, start - _EPS, side="left"))
+    if i0 == tr.t.size:
+        raise AnalysisError(
+            f"{what}: no valid samples at t >= {_fmt(start)} s; trace ends at {_fmt(tr.t[-1])} s"
+        )
+    y = tr.x - level if below else level - tr.x  # y < 0: beyond the level
+    beyond = np.flatnonzero(y[i0:] < 0)
+    if not beyond.size:
+        return math.inf
+    j = i0 + int(beyond[0])
+    if j == 0 or y[j - 1] < 0:  # nothing known before it on the near side
+        return float(tr.t[j])
+    return max(float(_late_crossing(tr.t, y, j)[0]), start)
 
 
 def release_time(t: ArrayLike, x: ArrayLike, *, threshold: float = 15.0) -> float:
-    """First sample time t >= 0 from which x stays <= threshold to the end of the trace.
+    """First t >= 0 from which x stays <= threshold to the end of the trace.
 
-    That is the first sample of the final run of samples at or below the threshold (only samples
-    at t >= 0 count); inf if the last valid sample is above the threshold.
+    The late crossing (see :func:`_late_crossing`) from the last sample above the threshold to
+    the first of the final run at or below it, never before 0: late by less than one sample
+    period, never early. Inf if the last valid sample is above the threshold.
     """
     tr = _prepare(t, x)
     i0 = _first_at_or_after_trigger(tr, "release time")
-    above = np.flatnonzero(tr.x[i0:] > threshold)
-    if not above.size:
-        return float(tr.t[i0])
-    k = i0 + int(above[-1]) + 1
-    return float(tr.t[k]) if k < tr.t.size else math.inf
+    y = threshold - tr.x  # y < 0: above the threshold; the release is y rising through 0
+    above = np.flatnonzero(y < 0)
+    if not above.size or above[-1] + 1 < i0:
+        return float(tr.t[i0])  # at or below from before the trigger on
+    k = int(above[-1]) + 1
+    if k >= tr.t.size:
+        return math.inf
+    # the crossing is y going from < 0 to >= 0: negate so it falls through 0
+    return max(float(_late_crossing(tr.t, -y, k)[0]), 0.0)
 
 
 def max_after(t: ArrayLike, x: ArrayLike, *, start: float) -> float:
@@ -374,16 +449,27 @@ def stop_time(
     window_end: float = 1.0,
     block: float = 0.1,
 ) -> float:
-    """Last sample time in 0 <= t <= window_end at which |x - Xf| > tolerance; 0.0 if none.
+    """Last t in 0 <= t <= window_end at which |x - Xf| > tolerance; 0.0 if none.
 
     Xf is the mean of the window's last ``block`` seconds (:func:`final_level` ending at
-    window_end). ICD tolerances: 0.1 mm roller position, 0.05 deg inversion angle.
+    window_end). ICD tolerances: 0.1 mm roller position, 0.05 deg inversion angle. The instant
+    is the late crossing (see :func:`_late_crossing`) from the last sample that differs to the
+    next, capped at window_end: late by less than one sample period, never early (the last
+    differing sample itself would be up to a period early).
     """
     tr = _prepare(t, x)
     sl = _span(tr, 0.0, window_end, what="stop time", hi_closed=True)
     xf = _final_level(tr, window_end, block)
-    moving = np.flatnonzero(np.abs(tr.x[sl] - xf) > tolerance)
-    return float(tr.t[sl][moving[-1]]) if moving.size else 0.0
+    y = np.abs(tr.x - xf) - tolerance  # y > 0: moving
+    # a sample just before the window still counts: the motion it shows may end inside it
+    moving = np.flatnonzero(y[: sl.stop] > 0)
+    if not moving.size or moving[-1] + 1 < sl.start:
+        return 0.0
+    k = int(moving[-1])
+    if k + 1 >= tr.t.size:
+        return float(tr.t[k])
+    late = float(_late_crossing(tr.t, y, k + 1)[0])
+    return min(max(late, 0.0), max(float(tr.t[k]), window_end))
 
 
 def stopping_distance(
@@ -450,12 +536,14 @@ def settled_value(
 def crossings(
     t: ArrayLike, x: ArrayLike, *, threshold: float, hysteresis: float = 0.0
 ) -> tuple[FloatArray, FloatArray]:
-    """(rising crossing times, falling crossing times) of threshold, linearly interpolated.
+    """(rising crossing times, falling crossing times) of threshold, interpolated late.
 
     A crossing counts once x has gone beyond threshold +/- hysteresis/2 on the far side after
     being beyond the other side; its time is that of the last crossing of the threshold itself
     before that confirmation. With hysteresis 0 every sign change counts (x >= threshold is
     high). The first level reached sets the state and is not a crossing. NaN gaps are bridged.
+    Each time lies between the two samples straddling the threshold, placed late (see
+    :func:`_late_crossing`): never before the true crossing, within one sample period of it.
     """
     if hysteresis < 0:
         raise AnalysisError(f"hysteresis must not be negative, got {hysteresis}")
@@ -476,7 +564,9 @@ def crossings(
     rc, fc = confirm[direction > 0], confirm[direction < 0]
     jr = up[np.searchsorted(up, rc - 1, side="right") - 1]
     jf = down[np.searchsorted(down, fc - 1, side="right") - 1]
-    return _interp_crossing(tv, xv, jr, threshold), _interp_crossing(tv, xv, jf, threshold)
+    # each crossing late by less than a sample period (see _late_crossing): a width or period,
+    # the difference of two, is within one period either way
+    return _late_crossing(tv, threshold - xv, jr + 1), _late_crossing(tv, xv - threshold, jf + 1)
 
 
 def level_widths(

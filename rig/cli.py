@@ -82,8 +82,14 @@ def cmd_certify(args: argparse.Namespace) -> int:
         f"[bold]rig {__version__}[/bold]: certifying {profile.model.name} serial "
         f"[bold]{args.serial}[/bold] on {bench}"
     )
-    view = CertifyConsole(console)
-    code = pytest.main(argv, plugins=[view])
+    from .outputs.live import LiveProgress, live_wanted
+
+    live = live_wanted(console, no_live=args.no_live, quiet=args.quiet)
+    view = CertifyConsole(console, progress=not live and not args.quiet)
+    plugins: list[Any] = [view]
+    if live:
+        plugins.append(LiveProgress(console))
+    code = pytest.main(argv, plugins=plugins)
     return view.exit_code(int(code))
 
 
@@ -146,13 +152,30 @@ def cmd_certify_all(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Build an offline single-file HTML report from the allure results."""
-    from .outputs.report import build_report
+    """Build an offline single-file HTML report from the Allure results of a run, of the runs
+    since a date, or of an allure results directory."""
+    from .evidence.format import resolve_run
+    from .outputs.report import build_report, report_runs, runs_since
 
-    results = Path(args.results or Path(args.reports) / "allure-results")
-    output = Path(args.output or Path(args.reports) / "allure-report.html")
-    print(build_report(results, output, name=args.name))
-    return 0
+    reports = Path(args.reports)
+    if args.results:
+        output = Path(args.output or reports / "allure-report.html")
+        print(build_report(Path(args.results), output, name=args.name))
+        return 0
+    if args.run:
+        run, _ = resolve_run(args.run)
+        output = Path(args.output or run / "allure-report.html")
+        print(report_runs([run], output, name=args.name))
+        return 0
+    if args.since:
+        runs = runs_since(reports, args.since)
+        if not runs:
+            raise ConfigError(f"no runs under {reports} started on or after {args.since}")
+        output = Path(args.output or reports / "allure-report.html")
+        print(report_runs(runs, output, name=args.name))
+        print(f"{len(runs)} run(s) since {args.since}")
+        return 0
+    raise ConfigError("rig report: name a RUN, or --since DATE, or --results DIR")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -179,6 +202,49 @@ def cmd_stats(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def cmd_station_serve(args: argparse.Namespace) -> int:
+    """Serve the operator station: benches side by side in the browser, each run a `rig
+    certify` of its own."""
+    import importlib.util
+    from dataclasses import replace
+
+    from .line import DEFAULT_SCALE, BenchSpec, Line, load_line
+
+    missing = [
+        m for m in ("starlette", "uvicorn", "sse_starlette") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        raise ConfigError(
+            f"the operator station needs {', '.join(missing)}: pip install 'spinal-rig[station]'"
+        )
+    from .emulators.defects import defects_for
+    from .operator.app import OperatorStation, serve
+    from .profiles import load_profile
+
+    line = load_line(args.line) if args.line else Line(path=None, name="station")
+    benches = list(line.benches)
+    for file in args.station or ():
+        if not Path(file).is_file():
+            raise ConfigError(f"--station {file}: no such station file")
+        benches.append(BenchSpec(f"BENCH{len(benches) + 1}", station=Path(file)))
+    for model in args.emulated or ():
+        name = load_profile(model).model.name  # an unknown model is a usage error
+        scale = args.scale if args.scale is not None else DEFAULT_SCALE
+        known = defects_for(name)
+        defects = tuple(d for d in args.defect or () if d in known)
+        benches.append(
+            BenchSpec(f"BENCH{len(benches) + 1}", emulated=name, scale=scale, defects=defects)
+        )
+    for d in args.defect or ():
+        if not any(d in b.defects for b in benches):
+            raise ConfigError(f"--defect {d!r}: no emulated bench's model has it (rig defects)")
+    line = replace(line, benches=tuple(benches))
+    host = args.host or line.host
+    port = args.port if args.port is not None else line.port
+    station = OperatorStation(line, reports=Path(args.reports), requirements=args.requirement or ())
+    return serve(station, host, port)
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -278,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--no-allure", action="store_true", help="do not write allure results")
     c.add_argument("--junit", help="also write JUnit XML here (for CI systems)")
+    c.add_argument(
+        "--no-live",
+        action="store_true",
+        help="no live progress (it is shown only on a terminal anyway)",
+    )
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress: only the final table")
     c.set_defaults(func=cmd_certify)
 
     a = sub.add_parser("certify-all", help="certify every emulated model (CI, demos)")
@@ -291,10 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("run", help="run directory")
     ce.set_defaults(func=cmd_certificate)
 
-    rp = sub.add_parser("report", help="offline single-file HTML report from allure results")
+    rp = sub.add_parser(
+        "report",
+        help="offline single-file HTML report from a run's Allure results",
+        description="One self-contained HTML file (Allure 3) from the Allure results of one run "
+        "(RUN/allure-results), of every run since a date, or of an allure results directory.",
+    )
+    rp.add_argument("run", nargs="?", help="run directory (or its record.jsonl)")
+    rp.add_argument("--since", help="every run under REPORTS started on or after this ISO date")
     rp.add_argument("--reports", default="reports")
-    rp.add_argument("--results", help="allure results directory (default REPORTS/allure-results)")
-    rp.add_argument("--output", help="the HTML file (default REPORTS/allure-report.html)")
+    rp.add_argument("--results", help="an allure results directory instead of runs")
+    rp.add_argument(
+        "--output", help="the HTML file (default RUN/allure-report.html or REPORTS/...)"
+    )
     rp.add_argument("--name", default="Certification", help="report title")
     rp.set_defaults(func=cmd_report)
 
@@ -317,6 +398,37 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--shift", help="only runs of this shift (early, late, night)")
     st.add_argument("--ingest", action="store_true", help="first load every run under REPORTS")
     st.set_defaults(func=cmd_stats)
+
+    so = sub.add_parser("station", help="the operator station in the browser")
+    so_sub = so.add_subparsers(dest="station_command", required=True)
+    ss = so_sub.add_parser(
+        "serve",
+        help="serve the operator station (benches side by side) until Ctrl-C",
+        description="Serve the operator station: log in by badge, scan a serial, see the model "
+        "the PLC's KIND names, confirm the profile's operator steps, start, follow each run "
+        "live, abort (the table is made safe), open the certificate. One `rig certify` "
+        "process per run; one run per bench at a time.",
+    )
+    ss.add_argument("--line", help="line file (TOML): station address, people, benches")
+    ss.add_argument("--station", action="append", help="a real bench's station file (repeatable)")
+    ss.add_argument(
+        "--emulated", action="append", metavar="MODEL", help="an emulated bench (repeatable)"
+    )
+    ss.add_argument("--scale", type=float, help="time scale of the emulated benches (default 20)")
+    ss.add_argument(
+        "--defect",
+        action="append",
+        help="seed this defect in the --emulated benches whose model has it (demos of a FAIL)",
+    )
+    ss.add_argument("--host", help="address to bind (default: the line file's, else 127.0.0.1)")
+    ss.add_argument("--port", type=int, help="port (default: the line file's, else 8890)")
+    ss.add_argument("--reports", default="reports")
+    ss.add_argument(
+        "--requirement",
+        action="append",
+        help="runs check only this requirement (repeatable; demos): the unit is not certified",
+    )
+    ss.set_defaults(func=cmd_station_serve)
 
     e = sub.add_parser("emulate", help="run an emulated bench on 127.0.0.1 until Ctrl-C")
     add_bench_arguments(e)

@@ -399,15 +399,16 @@ def check_braked_stop(*, x0, v, a, tol, sigma=SIGMA, seed=0, pretrigger=100):
     x = noisy(braked_stop(t, x0=x0, v=v, a=a), sigma=sigma, seed=seed)
     ts = v / a
     # The reading differs from the standstill by a (ts - t)^2 / 2. With noise on the sample and
-    # on Xf (a 100-sample mean) up to e, the last sample that differs by more than tol lies
-    # where that distance is between tol - e and tol + e (the earlier end one sample sooner).
-    # Where e reaches tol (inversion: 0.05 deg is 5 sigma), noise alone may count as motion
-    # anywhere in the window: the ICD's per-sample definition is noise-limited there.
+    # on Xf (a 100-sample mean) up to e, the instant it comes within tol for good lies where that
+    # distance is between tol + e and tol - e; the stop time is never before it (conservative)
+    # and less than one sample period after it. Where e reaches tol (inversion: 0.05 deg is 5
+    # sigma), noise alone may count as motion anywhere in the window: the ICD's per-sample
+    # definition is noise-limited there.
     e = Z * sigma + mean_bound(100, sigma) if sigma else 0.0
-    earliest = ts - math.sqrt(2 * (tol + e) / a) - DT
-    latest = ts - math.sqrt(2 * (tol - e) / a) if e < tol else 1.0
+    earliest = ts - math.sqrt(2 * (tol + e) / a)
+    latest = ts - math.sqrt(2 * (tol - e) / a) + DT if e < tol else 1.0
     got = an.stop_time(t, x, tolerance=tol)
-    assert earliest - ROUND <= got <= latest + ROUND
+    assert earliest - ROUND <= got < latest + ROUND
     # X(0) is one noisy sample (t = 0 is on the grid), Xf a 100-sample mean
     assert an.stopping_distance(t, x) == pytest.approx(v * v / (2 * a), abs=e + ROUND)
 
@@ -428,7 +429,9 @@ def test_stop_time_is_zero_when_nothing_moves():
     # "differs by more than": a sample exactly the tolerance away does not count
     x = np.where(t == 0.2, 0.5, 0.25)
     assert an.stop_time(t, x, tolerance=0.25) == 0.0
-    assert an.stop_time(t, x, tolerance=0.125) == pytest.approx(0.2)
+    # the lone differing sample at 0.2 s: the reading is within tolerance again by the next one,
+    # and the stop time is that later instant (the sample itself could be a period early)
+    assert an.stop_time(t, x, tolerance=0.125) == pytest.approx(0.2 + DT)
 
 
 def test_stop_time_needs_the_whole_window():
@@ -516,12 +519,14 @@ def test_settled_value_errors():
 # --- crossings and widths ----------------------------------------------------------------------
 
 
-def test_crossings_of_a_sampled_rectangle_are_half_a_sample_before_the_first_high_sample():
+def test_crossings_of_a_sampled_rectangle_are_at_the_first_sample_past_the_step():
+    # a step may lie anywhere between the straddling samples: only the later one is never early
+    # (this asserted the midpoint, half a sample early, before crossings were made conservative)
     t = times(3.0)
     x = np.where((t >= 1.0) & (t < 2.0), 100.0, 0.0)
     rise, fall = an.crossings(t, x, threshold=50.0)
-    np.testing.assert_allclose(rise, [1.0 - DT / 2])
-    np.testing.assert_allclose(fall, [2.0 - DT / 2])
+    np.testing.assert_allclose(rise, [1.0])
+    np.testing.assert_allclose(fall, [2.0])
 
 
 def test_crossings_of_linear_ramps_are_exact():
@@ -573,7 +578,7 @@ def test_crossings_first_level_is_not_a_crossing():
     x = np.where(t < 1.0, 100.0, 0.0)
     rise, fall = an.crossings(t, x, threshold=50.0)
     assert rise.size == 0
-    np.testing.assert_allclose(fall, [1.0 - DT / 2])
+    np.testing.assert_allclose(fall, [1.0])
     with pytest.raises(AnalysisError, match="hysteresis"):
         an.crossings(t, x, threshold=50.0, hysteresis=-1.0)
 
@@ -905,3 +910,115 @@ def test_property_drift_of_a_line(creep, start, length):
     got = an.drift(t, x, start=start, end=end)
     # the blocks' sample sets can differ by one sample from the ideal, moving a mean by DT/2
     assert got == pytest.approx(creep * (length - 0.1), abs=abs(creep) * DT + 1e-12)
+
+
+# --- conservative timing by construction ---------------------------------------------------------
+# Noise-free signals sampled at a random phase: every event time lies in [truth, truth + one
+# sample period), exactly at the truth where the four samples around the crossing lie on a line.
+
+phases = st.floats(0.0, 1.0, exclude_max=True)
+
+
+def phased_times(duration, *, phase, rate=RATE, pretrigger=100):
+    """Sample times whose grid is offset by `phase` sample periods from the trigger (a real
+    instrument's grid is the trigger's; offsetting the physics is the same thing)."""
+    return times(duration, pretrigger=pretrigger, rate=rate) + phase / rate
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    f0=st.floats(50.0, 2000.0),
+    rate=st.floats(500.0, 5000.0),
+    latency=st.floats(0.0, 0.05),
+    phase=phases,
+    sample_rate=st.sampled_from([100.0, 200.0, 1000.0]),
+)
+def test_property_reaction_and_release_are_never_early(f0, rate, latency, phase, sample_rate):
+    dt = 1.0 / sample_rate
+    t = phased_times(1.0 + f0 / rate, phase=phase, rate=sample_rate, pretrigger=30)
+    x = linear_release(t, f0=f0, rate=rate, latency=latency)
+    reaction = latency + max(0.02 * f0, 5.0) / rate
+    got = an.reaction_time(t, x, x0=f0)
+    assert reaction - 1e-9 <= got < reaction + dt
+    release = latency + (f0 - 15.0) / rate
+    got = an.release_time(t, x)
+    assert release - 1e-9 <= got < release + dt
+
+
+def test_reaction_time_on_a_straight_release_is_exact():
+    # the bend out of the hold is two samples before the crossing: the chord is the line itself
+    t = times(1.0, pretrigger=100, rate=200.0) + 0.0013
+    x = linear_release(t, f0=890.0, rate=2000.0, latency=0.010)
+    assert an.reaction_time(t, x, x0=890.0) == pytest.approx(0.010 + 17.8 / 2000.0, abs=1e-12)
+
+
+def test_reaction_time_across_the_bend_is_late_not_early():
+    # hold at 100 N until 10 ms, then 2000 N/s: 5 N below at 12.5 ms. At 100 Hz with samples at
+    # 9.5 ms (still 100 N) and 19.5 ms (81 N) the chord says 12.1 ms, early; the late crossing
+    # cannot place the bend, so it keeps the later sample
+    t = times(0.5, pretrigger=20, rate=100.0) + 0.0095
+    x = linear_release(t, f0=100.0, rate=2000.0, latency=0.010)
+    chord = 0.0095 + 0.010 * 5.0 / 19.0
+    assert chord < 0.0125
+    assert an.reaction_time(t, x, x0=100.0) == pytest.approx(0.0195)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    v=st.floats(10.0, 60.0),
+    decel=st.floats(500.0, 3000.0),
+    phase=phases,
+    sample_rate=st.sampled_from([100.0, 140.0, 1000.0]),
+)
+def test_property_stop_time_is_never_early(v, decel, phase, sample_rate):
+    tol = 0.1
+    ts = v / decel
+    truth = ts - math.sqrt(2 * tol / decel)
+    if truth <= 0:
+        return  # the carriage never differs from its standstill by more than tol
+    t = phased_times(1.5, phase=phase, rate=sample_rate)
+    x = braked_stop(t, x0=300.0, v=v, a=decel)
+    got = an.stop_time(t, x, tolerance=tol)
+    assert truth - 1e-9 <= got < truth + 1.0 / sample_rate
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    height=st.floats(10.0, 1000.0),
+    ramp_time=st.one_of(st.just(0.0), st.floats(0.001, 2.0)),
+    hold=st.floats(0.5, 5.0),
+    t0=st.floats(0.2, 1.0),
+    sample_rate=st.sampled_from([20.0, 50.0, 200.0]),
+)
+def test_property_crossings_late_and_widths_within_one_period(
+    height, ramp_time, hold, t0, sample_rate
+):
+    dt = 1.0 / sample_rate
+    t = times(t0 + hold + 2 * ramp_time + 1.0, pretrigger=10, rate=sample_rate)
+    x = trapezoid_level(t, t0=t0, base=0.0, top=height, ramp_time=ramp_time, hold=hold)
+    rise, fall = an.crossings(t, x, threshold=height / 2)
+    up, down = t0 + ramp_time / 2, t0 + ramp_time + hold + ramp_time / 2
+    assert up - 1e-9 <= rise[0] < up + dt
+    assert down - 1e-9 <= fall[0] < down + dt
+    (width,) = an.level_widths(t, x, threshold=height / 2)
+    assert abs(width - (hold + ramp_time)) < dt
+
+
+def test_first_crossing_of_a_lift_lowering_from_the_trigger():
+    # RT patient stop: the lift lowers from t = 0 at 10 mm/s; 0.5 mm below its level at 50 ms
+    t = times(1.0, pretrigger=20, rate=140.0)
+    lift = np.where(t < 0, 15.0, np.maximum(15.0 - 10.0 * t, 0.0))
+    got = an.first_crossing(t, lift, level=14.5)
+    assert 0.05 - 1e-9 <= got < 0.05 + 1e-9  # on a straight line: exact
+    assert an.first_crossing(t, lift, level=20.0, below=False) == math.inf
+    assert an.first_crossing(t, lift, level=16.0) == 0.0  # below from before the start on
+    with pytest.raises(AnalysisError, match="no valid samples at t >= 2"):
+        an.first_crossing(t, lift, level=14.5, start=2.0)
+
+
+def test_release_time_of_a_convex_decay_is_never_early():
+    t = times(5.0, pretrigger=20, rate=200.0) + 0.0017
+    f0, tau, latency = 890.0, 0.4, 0.02
+    x = np.where(t < latency, f0, f0 * np.exp(-(t - latency) / tau))
+    instant = latency + tau * math.log(f0 / 15.0)
+    assert instant <= an.release_time(t, x) < instant + 1.0 / 200.0

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, int]] = [
     ("rig.analysis", 0),
     ("rig.plots", 0),
     ("rig.profiles", 0),
+    ("rig.line", 0),
     ("rig.evidence", 0),
     ("rig.plc", 1),
     ("rig.instruments", 1),
@@ -36,6 +37,7 @@ LAYERS: list[tuple[str, int]] = [
     ("rig.outputs", 5),
     ("rig.cli", 6),
     ("rig.matrix", 6),
+    ("rig.operator", 6),
     ("rig.__main__", 6),
 ]
 LAYER_NAMES = ["base", "drivers", "bench", "procedures", "plugin", "outputs", "cli"]

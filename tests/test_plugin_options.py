@@ -32,7 +32,14 @@ def test_rig_certify_exposes_the_same_options():
     dests = {a.dest for a in _certify_parser()._actions}
     assert {o.dest for o in OPTIONS} <= dests
     # what certify has beyond the table is about the certify run itself, not the plugin
-    assert dests - {o.dest for o in OPTIONS} == {"help", "requirement", "no_allure", "junit"}
+    assert dests - {o.dest for o in OPTIONS} == {
+        "help",
+        "requirement",
+        "no_allure",
+        "junit",
+        "no_live",
+        "quiet",
+    }
 
 
 def test_the_cli_turns_its_options_back_into_the_plugins(pytestconfig):

@@ -2,6 +2,7 @@
 emulated bench in a child process."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -63,7 +64,14 @@ def test_certify_turns_the_outputs_on_with_pytest_arguments():
     args = build_parser().parse_args(
         ["certify", "TT-890", "--serial", "1", "--junit", "j.xml", "--reports", "r"]
     )
-    assert sinks.certify_args(args) == ["--junitxml", "j.xml", "--alluredir", "r/allure-results"]
+    staging = f"r/.allure-staging/{os.getpid()}"
+    assert sinks.certify_args(args) == [
+        "--junitxml",
+        "j.xml",
+        "--alluredir",
+        staging,
+        "--clean-alluredir",
+    ]
     args.no_allure = True
     assert sinks.certify_args(args) == ["--junitxml", "j.xml"]
 

@@ -120,8 +120,8 @@ def test_every_kind_has_needs():
         ),
         (
             "RT-600",
-            "params = { cycles = 2, accel = 200.0, dwell_total = 1.0 }",
-            "params = { cycles = 2, accel = 200.0 }",
+            "params = { cycles = 2, accel = 200.0, dwell_total = 1.0, hysteresis = 2.0 }",
+            "params = { cycles = 2, accel = 200.0, hysteresis = 2.0 }",
             "requirement[RT-PERF-05].params.dwell_total",
             "a number in s",
         ),

@@ -546,10 +546,14 @@ def test_position_reads_through_sensor_offset_and_clips_at_zero(plc):
 # == defects ==================================================================================
 def test_defect_registry():
     rt = defects_for("RT-600")
-    assert len(rt) == 15
+    assert len(rt) == 17
     for d in rt.values():
-        assert d.model == "RT-600" and len(d.breaks) == 1 and d.breaks[0].startswith("RT-")
-    assert {d.breaks[0] for d in rt.values()} == {r.id for r in load_profile("RT-600").requirements}
+        assert d.model == "RT-600" and d.breaks and all(r.startswith("RT-") for r in d.breaks)
+        # one requirement each, but for the reversal that is both out and misread (issue 9)
+        assert len(d.breaks) == 1 or d.name == "far-reversal-clipped"
+    assert {r for d in rt.values() for r in d.breaks} == {
+        r.id for r in load_profile("RT-600").requirements
+    }
     with pytest.raises(ConfigError, match="RT-600"):
         check_defects("TT-890", ["brake-slow"])
     with pytest.raises(ConfigError, match="bogus"):

@@ -527,7 +527,7 @@ def test_long_intermittent_session_keeps_history_bounded():
 # == defects ==================================================================================
 def test_defect_registry_and_validation():
     tt = defects_for("TT-890")
-    assert len(tt) == 15 and all(DEFECTS[("TT-890", n)] is d for n, d in tt.items())
+    assert len(tt) == 16 and all(DEFECTS[("TT-890", n)] is d for n, d in tt.items())
     for d in tt.values():
         assert d.model == "TT-890" and len(d.breaks) == 1 and d.description
     assert check_defects("TT-890", ["overshoot"]) == frozenset({"overshoot"})

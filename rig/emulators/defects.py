@@ -10,7 +10,8 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class Defect:
-    """One seeded defect: its model and the requirements it must break (and only those)."""
+    """One seeded defect: its model and the requirements it must break (and only those). None
+    for a deviation from plc-modbus.md that no requirement row judges: the unit must pass."""
 
     name: str
     model: str
@@ -83,6 +84,14 @@ _TT890_DEFECTS: tuple[Defect, ...] = (
         ("TT-SAF-03",),
         "FORCE_SET is accepted up to 1000.0 N whatever the harness; HARNESS changes are not "
         "checked against FORCE_SET",
+    ),
+    Defect(
+        "refused-write-jerk",
+        _TT,
+        ("TT-SAF-03",),
+        "a RAMP_RATE write refused as out of range (exception 03, register unchanged) tensions "
+        "the idle cord to 60 N in 0.1 s and lets it go at 600 N/s: motion while the refused "
+        "writes are made, over before they end",
     ),
     Defect(
         "no-overforce-monitor",

@@ -47,6 +47,13 @@ IT90_DEFECTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "the patient stop returns to 0 at 1.3 x RATE",
     ),
     (
+        "patient-return-slow",
+        (),
+        "the patient stop returns to 0 at 0.7 x RATE: a deviation from plc-modbus.md that no "
+        "requirement row judges (IT-SAF-02 sets no time for the return), so the unit must PASS; "
+        "it takes 28.8 s from 60 deg at RATE 3 deg/s, beyond a fixed 25 s trace",
+    ),
+    (
         "no-limit-check",
         ("IT-SAF-03",),
         "ANGLE_SET is accepted above ANGLE_LIMIT and ANGLE_LIMIT below ANGLE_SET "

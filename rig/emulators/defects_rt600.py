@@ -32,6 +32,13 @@ RT600_DEFECTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "PLC reading agrees with the encoder)",
     ),
     (
+        "far-reversal-clipped",
+        ("RT-PERF-03", "RT-PERF-05"),
+        "the far reversal is 3.5 mm beyond TRAVEL_END (true and control channel alike), and the "
+        "POSITION register never reads more than TRAVEL_END (a display clipped at the travel "
+        "limit): the far dwells' PLC readings are 3.5 mm short",
+    ),
+    (
         "lift-low",
         ("RT-PERF-04",),
         "the lift settles 1.5 mm below 3.0 mm x INTENSITY (INTENSITY 0 stays at 0 mm)",
@@ -51,6 +58,14 @@ RT600_DEFECTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("RT-SAF-01",),
         "the carriage brake decelerates at 350 mm/s2 (e-stop, monitor trips, power loss): "
         "5.1 mm from 60 mm/s; from 40 mm/s 2.3 mm in 114 ms, which RT-SAF-04 and -06 still pass",
+    ),
+    (
+        "brake-creep",
+        ("RT-SAF-01",),
+        "after a hardwired e-stop the brake holds the carriage for 1 s, then slips: it creeps on "
+        "at 4 mm/s in its direction of travel (at most 50 mm) until the e-stop circuit closes "
+        "(the stop time and the 0-1 s window are normal; ESTOP commands, monitor trips and power "
+        "loss are not affected)",
     ),
     (
         "patient-no-park",

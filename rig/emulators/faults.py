@@ -18,6 +18,10 @@ Protocol: one JSON object per line each way. Requests (`op`):
   Optional `duration_s` (device seconds): the fault clears itself after it (mains comes back).
 - `{"op": "clear"}` -> every fault cleared.
 - `{"op": "mark", "text": ...}` -> a line in the observer log (e.g. "SIGINT to the rig").
+- `{"op": "truth", "since": t}` -> the ground truth of the stops since device time t
+  (`truth()`): `events` (TableBase.truth: cause, t_edge, t_react, t_stopped) and `tracks`, the
+  true noise-free signals as closed-form pieces from t on (`track_from_pieces` rebuilds them).
+  For the timing-truth benchmark and tests; the rig never sees it.
 
 The observer samples the table every few wall milliseconds and writes a JSON line per change
 of what matters (state, fault, power, motion, safe) and one per device second, each with its
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,7 @@ import numpy as np
 
 from .registers import WATCHDOG_MS, State
 from .table import TableBase
+from .track import Track
 
 # `bench` below is a rig.emulators.bench.EmulatedBench; not imported: bench imports this module
 
@@ -152,6 +158,32 @@ def observe(table: TableBase, t: float) -> dict[str, Any]:
     snap["safe"] = not why
     snap["why"] = why
     return snap
+
+
+def truth(table: TableBase, since: float) -> dict[str, Any]:
+    """The stops since device time `since` as the emulator knows them, JSON-ready: `events`
+    (table.truth() entries with t_edge >= since) and `tracks` (each true signal's pieces
+    [t0, t1, x0, v0, a] from `since` on; t1 None for the last, which runs for ever)."""
+    with table.world.lock:
+        table.world.advance()
+        events = [e for e in table.truth() if float(e["t_edge"]) >= since]
+        tracks = {
+            name: [
+                [p[0], None if math.isinf(p[1]) else p[1], p[2], p[3], p[4]]
+                for p in track.pieces_from(since)
+            ]
+            for name, track in table.truth_tracks().items()
+        }
+    return {"events": events, "tracks": tracks}
+
+
+def track_from_pieces(pieces: list[list[float | None]]) -> Track:
+    """A Track that runs as `pieces` (from `truth()`) say: x(t) exact, for truth computations."""
+    t0, _, x0, *_ = pieces[0]
+    track = Track(float(t0), float(x0))  # type: ignore[arg-type]
+    for t, _, x, v, acc in pieces:
+        track.append(float(t), float(x), float(v), float(acc))  # type: ignore[arg-type]
+    return track
 
 
 class Observer:
@@ -307,6 +339,10 @@ class Control:
             return self.inject(req)
         if op == "clear":
             return self.clear()
+        if op == "truth":
+            table = self.bench.table
+            assert table is not None
+            return truth(table, float(req.get("since", 0.0)))
         if op == "mark":  # the campaign notes what it did outside the bench (a signal to the rig)
             t = self.now()
             self._log({"t": round(t, 4), "mark": str(req.get("text", ""))})

@@ -101,6 +101,7 @@ PLC_ANGLE_OFFSET_DEG = 0.4
 SLOW_BRAKE_DEG_S2 = 20.0
 BRAKE_CREEP_DEG_S = 0.06
 PATIENT_RETURN_FACTOR = 1.3
+SLOW_PATIENT_RETURN_FACTOR = 0.7
 
 
 class Phase(IntEnum):
@@ -288,12 +289,15 @@ class InversionTable(TableBase):
 
     def _patient_stop(self, t: float) -> None:
         factor = PATIENT_RETURN_FACTOR if self.has("patient-return-fast") else 1.0
+        if self.has("patient-return-slow"):
+            factor = SLOW_PATIENT_RETURN_FACTOR
         self._stop_return(t, self._rate() * factor)
 
     def _stop_return(self, t: float, rate: float) -> None:
         self._cancel("phase", "motion")
         self._phase = Phase.STOP_RETURN
         t_end = self._return_to_zero(t, rate)
+        self._truth_motion(t, t_end)
         self._schedule("motion", t_end, self._stop_returned)
 
     def _stop_returned(self, t: float) -> None:
@@ -308,6 +312,7 @@ class InversionTable(TableBase):
         # what cut the drive decides when a brake-drift slip ends (see _start_creep)
         self._brake_cause = Creep.CIRCUIT if self.world.relays["estop"] else Creep.LATCH
         t_stop, _ = self._angle.brake(t, self._brake_decel())
+        self._truth_motion(t, t_stop)
         self._schedule("motion", t_stop, self._braked)
 
     def _braked(self, t: float) -> None:
@@ -322,6 +327,7 @@ class InversionTable(TableBase):
         # the base has cleared every timer: the dead PLC plans nothing more, the brake acts
         self._phase = Phase.IDLE
         t_stop, _ = self._angle.brake(t, self._brake_decel())
+        self._truth_motion(t, t_stop)
         self._start_creep(t_stop, Creep.POWER)
 
     def _start_creep(self, t: float, cause: Creep) -> None:
@@ -386,3 +392,6 @@ class InversionTable(TableBase):
 
     def _prune_history(self, before: float) -> None:
         self._angle.prune(before)
+
+    def _tracks(self) -> dict[str, Track]:
+        return {"angle": self._angle}

@@ -104,6 +104,10 @@ SPEED_HIGH_FACTOR = 1.06
 PERIOD_LONG_FRACTION = 0.03
 JITTER_S = 0.2
 REVERSAL_OVERSHOOT_MM = 2.5
+FAR_CLIPPED_OVERSHOOT_MM = 3.5
+CREEP_AFTER_S = 1.0
+CREEP_MM_S = 4.0
+CREEP_MAX_MM = 50.0
 LIFT_LOW_MM = 1.5
 PLC_POSITION_OFFSET_MM = 1.5
 
@@ -194,6 +198,7 @@ class RollerTable(TableBase):
         self._cycle_no = -1
         self._park_from: float | None = None  # true position at START while moving to park
         self._window_from = t0
+        self._creeping = False  # defect brake-creep: the braked carriage is slipping
 
     def _signals(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         return {"position": self.sample_position, "lift": self.sample_lift}
@@ -267,6 +272,8 @@ class RollerTable(TableBase):
             reading = self._pos.value(t) + self.sensor_offset / 10.0 + noise
             if self.has("plc-position-offset"):
                 reading += PLC_POSITION_OFFSET_MM
+            if self.has("far-reversal-clipped"):
+                reading = min(reading, self._end_mm())
         else:
             reading = self._lift.value(t) + noise
         return max(0, min(0xFFFF, round(reading * 10.0)))
@@ -279,7 +286,8 @@ class RollerTable(TableBase):
 
     # == hooks: program =======================================================================
     def _start_motion(self, t: float) -> None:
-        self._cancel("phase", "motion")
+        self._cancel("phase", "motion", "creep")
+        self._creeping = False
         self._drive = True
         self._cycle_no = -1
         self._lift_ready = self._lift.linear_to(t, self._lift_target(), LIFT_RATE_MM_S)
@@ -300,6 +308,8 @@ class RollerTable(TableBase):
         self._cycle_no += 1
         self._phase = Phase.OUT
         far = self._end_mm() + (REVERSAL_OVERSHOOT_MM if self.has("reversal-overshoot") else 0.0)
+        if self.has("far-reversal-clipped"):
+            far += FAR_CLIPPED_OVERSHOOT_MM
         t_end = self._pos.trapezoid_to(t, self._true(far), self._top_speed(), ACCEL_MM_S2)
         self._schedule("phase", t_end, self._at_far)
 
@@ -327,6 +337,7 @@ class RollerTable(TableBase):
         t_park = self._pos.trapezoid_to(
             t, self._true(self._start_mm()), self._top_speed(), ACCEL_MM_S2
         )
+        self._truth_motion(t, t_park, t_lift_down=t_lift)
         self._schedule("motion", max(t_lift, t_park), self._stop_done)
 
     def _patient_stop(self, t: float) -> None:
@@ -339,6 +350,7 @@ class RollerTable(TableBase):
         self._park_from = None
         t_stop, _ = self._pos.brake(t, self._brake_decel())
         t_lift = self._lift.linear_to(t, 0.0, LIFT_RATE_MM_S)
+        self._truth_motion(t, t_stop, t_lift_down=t_lift)
         self._schedule("motion", max(t_stop, t_lift), self._stop_done)
 
     def _emergency_stop(self, t: float) -> None:
@@ -349,7 +361,33 @@ class RollerTable(TableBase):
         t_stop, _ = self._pos.brake(t, self._brake_decel())
         self._lift.hold(t)
         t_lift = self._lift.linear_to(t_stop, 0.0, LIFT_RATE_MM_S)
+        self._truth_motion(t, t_stop, t_lift_down=t_lift)
         self._schedule("motion", t_lift, self._stop_done)
+
+    def on_relay(self, name: str, on: bool, t: float) -> None:
+        """An ACT relay changed; defect brake-creep: the brake of a hardwired e-stop slips."""
+        super().on_relay(name, on, t)
+        if name != "estop" or not self.has("brake-creep"):
+            return
+        with self.world.lock:
+            now = self._t
+            if not on:
+                # the circuit closed: the brake holds again
+                self._cancel("creep")
+                if self._creeping:
+                    self._pos.hold(now)
+                    self._creeping = False
+                return
+            v0 = self._pos.velocity(now)  # the brake piece starts at the speed it stopped
+            if self._state == State.ESTOP and v0 != 0.0 and "creep" not in self._timers:
+                direction = math.copysign(1.0, v0)
+                self._schedule("creep", now + CREEP_AFTER_S, lambda te: self._creep(te, direction))
+
+    def _creep(self, t: float, direction: float) -> None:
+        x, _ = self._pos.cut(t)
+        self._pos.append(t, x, direction * CREEP_MM_S, 0.0)
+        self._pos.append(t + CREEP_MAX_MM / CREEP_MM_S, x + direction * CREEP_MAX_MM, 0.0, 0.0)
+        self._creeping = True
 
     def _stop_done(self, t: float) -> None:
         self._phase = Phase.IDLE
@@ -361,8 +399,9 @@ class RollerTable(TableBase):
         self._phase = Phase.IDLE
         self._drive = False
         self._park_from = None
-        self._pos.brake(t, self._brake_decel())
-        self._lift.linear_to(t, 0.0, LIFT_RATE_MM_S)
+        t_stop, _ = self._pos.brake(t, self._brake_decel())
+        t_lift = self._lift.linear_to(t, 0.0, LIFT_RATE_MM_S)
+        self._truth_motion(t, t_stop, t_lift_down=t_lift)
 
     # == hooks: monitors and status ===========================================================
     def _overtravel_window(self) -> tuple[float, float]:
@@ -406,7 +445,11 @@ class RollerTable(TableBase):
         self._phase = Phase.IDLE
         self._drive = False
         self._park_from = None
+        self._creeping = False
 
     def _prune_history(self, before: float) -> None:
         self._pos.prune(before)
         self._lift.prune(before)
+
+    def _tracks(self) -> dict[str, Track]:
+        return {"position": self._pos, "lift": self._lift}

@@ -6,9 +6,10 @@ Where plc-modbus.md leaves room, what this model does is written in docs/icd-rea
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from .world import World
 
 BOOT_S = 2.0  # device seconds from mains power-on until the PLC answers
 HISTORY_S = 660.0  # device seconds of motion history kept for instruments sampling the past
+TRUTH_KEPT = 256  # stop events kept as ground truth (truth())
 _MAX_EVENTS_PER_ADVANCE = 1_000_000
 
 
@@ -148,6 +150,8 @@ class TableBase:
             self._run_start = -math.inf
             self._hb_change = -math.inf
             self._mon_from = t0
+            # ground truth of every stop, for the rig's own tests and benchmarks (truth())
+            self._truth: deque[dict[str, float | str]] = deque(maxlen=TRUTH_KEPT)
             self._powered = bool(world.relays["power"])
             self._booted = False
             self._ever_booted = False
@@ -175,6 +179,24 @@ class TableBase:
         with self.world.lock:
             self._now()
             return self._answering()
+
+    def truth(self) -> list[dict[str, float | str]]:
+        """The stops as they truly happened, oldest first; for tests and benchmarks only (the
+        fault channel's `truth` op), never served to the rig.
+
+        One entry per stop cause the PLC acted on: `cause` (estop, estop-command, patient,
+        stop, watchdog, trip, power), `t_edge` (device s the cause reached the PLC: the relay
+        edge, the command, the watchdog deadline, the trip), `t_react` (the drive began the stop
+        motion) and `t_stopped` (the stop motion ended: the reference quantity at rest), both
+        absent until known. Device seconds on the world's clock, as instrument triggers are.
+        """
+        with self.world.lock:
+            self._now()
+            return [dict(e) for e in self._truth]
+
+    def truth_tracks(self) -> dict[str, Any]:
+        """The kind's closed-form motion tracks by world signal name (tests and benchmarks)."""
+        return self._tracks()
 
     def boot_count(self) -> int:
         """How many times the PLC has finished booting (a TCP peer from before is forgotten)."""
@@ -293,12 +315,15 @@ class TableBase:
             elif not self._answering():
                 pass  # a dead or booting PLC latches nothing (docs/icd-readings.md M12)
             elif name == "estop" and on:
+                if self._state != State.ESTOP:
+                    self._truth_begin("estop", t)
                 if self.has("estop-slow"):
                     if "estop_circuit" not in self._timers:
                         self._schedule("estop_circuit", t + 0.150, self._estop)
                 else:
                     self._estop(t)
             elif name == "patient" and on and self._state == State.RUNNING:
+                self._truth_begin("patient", t)
                 self._fault_to(t, Fault.PATIENT_STOP, StopKind.PATIENT)
                 self._patient_stop(t)
             self._run_until(t)
@@ -414,6 +439,7 @@ class TableBase:
             self._begin_running(t)  # allowed: checked before the write was accepted
         elif value == Command.STOP:
             if self._state == State.RUNNING:
+                self._truth_begin("stop", t)
                 self._end_running(t)
                 self._state = State.STOPPING
                 self._stop = StopKind.CONTROLLED
@@ -421,6 +447,8 @@ class TableBase:
         elif value == Command.RESET:
             self._reset(t)
         elif value == Command.ESTOP:
+            if self._answering() and self._state != State.ESTOP:
+                self._truth_begin("estop-command", t)
             self._estop(t)
 
     def _reset(self, t: float) -> None:
@@ -453,10 +481,12 @@ class TableBase:
             self._command(t, Command.STOP)
 
     def _on_watchdog(self, t: float) -> None:
+        self._truth_begin("watchdog", t)
         self._fault_to(t, Fault.COMM_LOSS, StopKind.CONTROLLED)
         self._controlled_stop(t)
 
     def _on_trip(self, t: float, code: int) -> None:
+        self._truth_begin("trip", t)
         self._fault_to(t, Fault(code), StopKind.EMERGENCY)
         self._emergency_stop(t)
 
@@ -476,6 +506,15 @@ class TableBase:
             self._state = State.IDLE
             self._motor = False
             self._stop = None
+
+    def _truth_begin(self, cause: str, t: float) -> None:
+        self._truth.append({"cause": cause, "t_edge": t})
+
+    def _truth_motion(self, t_react: float, t_stopped: float, **more: float) -> None:
+        """The kind planned the stop motion of the latest cause: when the drive acts and when
+        the reference quantity comes to rest (`more`: other instants the kind knows)."""
+        if self._truth and "t_react" not in self._truth[-1]:
+            self._truth[-1].update(t_react=t_react, t_stopped=t_stopped, **more)
 
     def _count_cycle(self) -> None:
         self._cycles = min(self._cycles + 1, 0xFFFF)
@@ -507,6 +546,7 @@ class TableBase:
         self._on_boot(t)
 
     def _power_off(self, t: float) -> None:
+        self._truth_begin("power", t)
         self._end_running(t)
         self._powered = False
         self._booted = False
@@ -613,3 +653,7 @@ class TableBase:
 
     def _prune_history(self, before: float) -> None:
         """Forget motion history older than `before`."""
+
+    def _tracks(self) -> dict[str, Any]:
+        """The kind's motion tracks (rig.emulators.track.Track) by world signal name."""
+        return {}

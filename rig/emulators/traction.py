@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .registers import Fault, HoldingRegister, s16_x10
+from .registers import ILLEGAL_VALUE, Fault, HoldingRegister, State, s16_x10
 from .table import TableBase
 from .track import Track, first_excursion
 
@@ -50,6 +50,11 @@ SLOW_PATIENT_RELEASE_N_S = 150.0
 POWER_LOSS_RELEASE_N_S = 1500.0
 MONITOR_PERSIST_S = 0.050
 FORCE_NOISE_N = 0.1
+
+# defect refused-write-jerk: a refused RAMP_RATE write tensions the cord to this and lets go
+JERK_N = 60.0
+JERK_RISE_S = 0.1
+JERK_RELEASE_N_S = 600.0
 
 OVERSHOOT = 0.08
 OVERSHOOT_RISE_S = 0.2
@@ -95,6 +100,24 @@ class TractionTable(TableBase):
     def sample_force(self, times: np.ndarray) -> np.ndarray:
         """True cord tension (N) at device `times`, as the load cell sees it."""
         return self._force.sample(times)
+
+    def write(self, function_code: int, address: int, values: list[int]) -> int | None:
+        """A write request; defect refused-write-jerk: a RAMP_RATE write refused as out of range
+        briefly runs the drive (the controller acts on the value before its range check)."""
+        result = super().write(function_code, address, values)
+        if (
+            result == ILLEGAL_VALUE
+            and self.has("refused-write-jerk")
+            and address <= RAMP_RATE < address + len(values)
+        ):
+            with self.world.lock:
+                t = self._t
+                if self._state == State.IDLE and self._force.value(t) <= 0.0:
+                    self._force.linear_to(t, JERK_N, JERK_N / JERK_RISE_S)
+                    t_peak = t + JERK_RISE_S
+                    self._force.append(t_peak, JERK_N, -JERK_RELEASE_N_S, 0.0)
+                    self._force.append(t_peak + JERK_N / JERK_RELEASE_N_S, 0.0, 0.0, 0.0)
+        return result
 
     # == settings in engineering units ========================================================
     def _force_set_n(self) -> float:
@@ -184,6 +207,7 @@ class TractionTable(TableBase):
         self._cancel("phase")
         self._phase = Phase.RELEASE
         t_end = self._force.linear_to(t, 0.0, self._rate())
+        self._truth_motion(t, t_end)
         self._schedule("motion", t_end, self._released)
 
     def _emergency_stop(self, t: float) -> None:
@@ -199,6 +223,7 @@ class TractionTable(TableBase):
         # the drive stops at once; the release starts after the reaction latency
         x = self._force.hold(t)
         t_end = t if x <= 0.0 else self._force.linear_to(t + STOP_LATENCY_S, 0.0, rate)
+        self._truth_motion(t + STOP_LATENCY_S if x > 0.0 else t, t_end)
         self._schedule("motion", t_end, self._released)
 
     def _released(self, t: float) -> None:
@@ -207,7 +232,7 @@ class TractionTable(TableBase):
 
     def _power_loss_motion(self, t: float) -> None:
         self._phase = Phase.IDLE
-        self._force.linear_to(t, 0.0, POWER_LOSS_RELEASE_N_S)
+        self._truth_motion(t, self._force.linear_to(t, 0.0, POWER_LOSS_RELEASE_N_S))
 
     # == hooks: monitor and status ============================================================
     def _monitor_next(self, t_from: float) -> tuple[float, int]:
@@ -229,3 +254,6 @@ class TractionTable(TableBase):
 
     def _prune_history(self, before: float) -> None:
         self._force.prune(before)
+
+    def _tracks(self) -> dict[str, Track]:
+        return {"force": self._force}

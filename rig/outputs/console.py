@@ -56,7 +56,7 @@ class CertifyConsole:
     session as one with a console (rig.outputs.sinks then adds the console summary and the
     certificate to the run's sinks)."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Any, *, progress: bool = True) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -66,6 +66,7 @@ class CertifyConsole:
         )
 
         self.console = console
+        self.show_progress = progress  # off: a live view (rig.outputs.live) or -q instead
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -95,7 +96,8 @@ class CertifyConsole:
         if isinstance(event, RunStarted):
             self.problems += event.problems
             self.task = self.progress.add_task("certifying", total=len(event.tests))
-            self.progress.start()
+            if self.show_progress:
+                self.progress.start()
         elif isinstance(event, RequirementStarted):
             if self.task is not None:
                 self.progress.update(self.task, description=event.requirement or event.test)

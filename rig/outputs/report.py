@@ -94,3 +94,53 @@ def build_report(results: Path, output: Path, *, name: str = "Certification") ->
         output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(page, output)
     return output
+
+
+def runs_since(reports: Path, since: str) -> list[Path]:
+    """Run directories under `reports` whose record says the run started on or after `since`
+    (an ISO date or date-time, e.g. 2026-12-03 or 2026-12-03T08:00), oldest first."""
+    from datetime import datetime
+
+    from ..evidence.format import RECORD_NAME
+    from ..evidence.reader import read_run
+
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        raise ConfigError(
+            f"--since {since!r}: expected an ISO date or date-time, e.g. 2026-12-03 or "
+            "2026-12-03T08:00"
+        ) from None
+    found: list[tuple[str, Path]] = []
+    for record in sorted(Path(reports).glob(f"*/{RECORD_NAME}")):
+        header = read_run(record.parent).header or {}
+        started = str(header.get("started") or header.get("time") or "")
+        try:
+            when = datetime.fromisoformat(started)
+        except ValueError:
+            continue  # a record without a readable start is not "since" anything
+        if when.tzinfo is not None and start.tzinfo is None:
+            when = when.replace(tzinfo=None)
+        if when >= start:
+            found.append((started, record.parent))
+    return [run for _, run in sorted(found)]
+
+
+def report_runs(runs: list[Path], output: Path, *, name: str) -> Path:
+    """One single-file HTML report of the Allure results of these runs (`RUN/allure-results`)."""
+    from .sinks import ALLURE_DIR
+
+    if not runs:
+        raise ConfigError("no runs to report on")
+    missing = [str(r) for r in runs if not any((Path(r) / ALLURE_DIR).glob("*-result.json"))]
+    if len(missing) == len(runs):
+        raise ConfigError(
+            f"no Allure results in {', '.join(missing)} ({ALLURE_DIR}/); certify without "
+            "--no-allure"
+        )
+    with tempfile.TemporaryDirectory(prefix="rig-allure-runs-") as tmp:
+        merged = Path(tmp)
+        for run in runs:
+            for f in (Path(run) / ALLURE_DIR).glob("*"):
+                shutil.copyfile(f, merged / f.name)  # allure names files by uuid: no clashes
+        return build_report(merged, output, name=name)

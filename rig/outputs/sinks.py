@@ -9,6 +9,8 @@ which pytest arguments turn them on (`rig certify` asks `certify_args`).
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,22 +74,42 @@ class JUnitXml:
         return ["--junitxml", args.junit] if getattr(args, "junit", None) else []
 
 
+#: Where `rig certify` has allure-pytest write while a run goes on (one folder per process);
+#: the run's results are moved into its run directory when it ends.
+ALLURE_STAGING = ".allure-staging"
+ALLURE_DIR = "allure-results"  # in each run directory
+
+
 @dataclass(frozen=True)
 class AllureResults:
-    """Allure results (steps, traces as attachments): allure-pytest writes them during the run."""
+    """Allure results (steps, traces as attachments), one folder per run: allure-pytest writes
+    them during the run into a staging folder of this process, and the end of the run moves
+    them into the run directory (`RUN/allure-results`), so runs are never mixed."""
 
+    alluredir: str | None = None  # allure-pytest's --alluredir in this session
     name: str = "Allure results"
-    failure: str = "Allure results not written"
+    failure: str = "Allure results not moved into the run directory"
 
     def __call__(self, run: EndedRun) -> None:
-        """Nothing left to do at the end: allure-pytest wrote them."""
+        """Move this process's staged results into the run directory."""
+        staged = Path(self.alluredir) if self.alluredir else None
+        if staged is None or staged.parent.name != ALLURE_STAGING or not staged.is_dir():
+            return  # a plain pytest run names its own --alluredir: leave it where it asked
+        if run.record_dir is not None:
+            target = Path(run.record_dir) / ALLURE_DIR
+            target.mkdir(exist_ok=True)
+            for f in staged.iterdir():
+                shutil.move(str(f), target / f.name)
+        shutil.rmtree(staged, ignore_errors=True)
 
     @staticmethod
     def certify_args(args: argparse.Namespace) -> list[str]:
-        """Unless `rig certify --no-allure`: REPORTS/allure-results."""
+        """Unless `rig certify --no-allure`: a staging folder of this process."""
         if getattr(args, "no_allure", False):
             return []
-        return ["--alluredir", str(Path(args.reports) / "allure-results")]
+        staging = Path(args.reports) / ALLURE_STAGING / str(os.getpid())
+        shutil.rmtree(staging, ignore_errors=True)  # left by a killed run of an earlier pid
+        return ["--alluredir", str(staging), "--clean-alluredir"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +138,20 @@ class Certificate:
         self.console.certificate(run)
 
 
-def sinks(console: CertifyConsole | None = None, *, db: str | None = None) -> list[Sink]:
+def sinks(
+    console: CertifyConsole | None = None,
+    alluredir: str | None = None,
+    *,
+    db: str | None = None,
+) -> list[Sink]:
     """Every output of an ended run, in the order they are written. With a console (a run of
     `rig certify`), also its summary and the certificate. `db`: the results database (`--db`)."""
-    out: list[Any] = [StationSignature(), ResultsDatabase(db), JUnitXml(), AllureResults()]
+    out: list[Any] = [
+        StationSignature(),
+        ResultsDatabase(db),
+        JUnitXml(),
+        AllureResults(alluredir),
+    ]
     if console is not None:
         out += [ConsoleSummary(console), Certificate(console)]
     return out
@@ -140,4 +172,5 @@ def pytest_rig_sinks(config: pytest.Config) -> list[Sink]:
     """The rig plugin's hook: the sinks of this session."""
     from ..plugin.options import from_pytest
 
-    return sinks(config.stash.get(CONSOLE_KEY, None), db=from_pytest(config).get("db"))
+    alluredir = getattr(config.option, "allure_report_dir", None)
+    return sinks(config.stash.get(CONSOLE_KEY, None), alluredir, db=from_pytest(config).get("db"))

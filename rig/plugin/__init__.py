@@ -23,6 +23,7 @@ pytest_plugins = [
     "rig.fixtures.table",
     "rig.fixtures.instruments",
     "rig.fixtures.record",
+    "rig.plugin.progress",  # step events, expected device times, the events file
 ]
 
 PLUGIN_KEY = pytest.StashKey[RigPlugin]()

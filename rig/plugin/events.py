@@ -117,6 +117,34 @@ class SafeStateChecked(Event):
 
 
 @dataclass(frozen=True)
+class RunPlanned(Event):
+    """What the run expects, for a view's progress: each requirement's device time as the last
+    run of this model on this reports directory took it (none the first time)."""
+
+    kind: ClassVar[str] = "run_planned"
+    model: str | None
+    expected_s: dict[str, float] = field(default_factory=dict)  # requirement -> device s
+    source: str = ""  # where the expectations come from
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    """A requirement's current step (making ready, measuring, making safe ...), for a view.
+
+    `device_s` is the requirement's device time so far: wall time since it started times the
+    PLC clock rate the table measured (`clock_rate`, device s per wall s; None until the table
+    has measured it). An estimate for progress only; no verdict uses it."""
+
+    kind: ClassVar[str] = "step_started"
+    requirement: str
+    test: str
+    step: str
+    attempt: int = 1
+    device_s: float | None = None
+    clock_rate: float | None = None
+
+
+@dataclass(frozen=True)
 class RunEnded(Event):
     """The run ended; the record (if any was written) is closed with its overall verdict."""
 

@@ -100,6 +100,21 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
     ),
     Option(
+        "--events",
+        "rig_events",
+        "append every event of the run to this file as it happens, one JSON object a line "
+        "(flushed as written: another process can follow the run live)",
+        metavar="FILE",
+    ),
+    Option(
+        "--confirm",
+        "rig_confirm",
+        "an operator step of the profile ([[operator_step]] id) the operator confirmed done "
+        "(repeatable); recorded with the operator's name",
+        many=True,
+        metavar="STEP",
+    ),
+    Option(
         "--bench-cal-due",
         "rig_bench_cal_due",
         "emulated bench only: the calibration due date (YYYY-MM-DD) its instruments report",

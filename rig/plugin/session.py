@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..evidence.format import Kind, now_iso, slug
 from ..evidence.measurement import Measurement
 from ..evidence.writer import RunRecord
+from ..line import operator_steps
 from ..station import Station
 from .events import EventBus, MeasurementJudged, SafeStateChecked, TraceStored
 from .options import from_pytest
@@ -240,6 +241,10 @@ class RigSession:
             "profile_sha256": profile.sha256,
             "started": now_iso(),
         }
+        if profile.operator_steps:  # who confirmed each step a person does on the bench
+            header["operator_steps"] = operator_steps(
+                profile, self.options["confirm"], self.options["operator"] or ""
+            )
         if self.calibration_override:
             header["calibration_override"] = self.calibration_override
             header["not_valid_for_release"] = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,12 +17,21 @@ from .common import CONDITION_MARGIN_S, Procedure
 RAMPS_S = 2.0
 
 
+def return_bound_s(angle: float, rate: float, params: Mapping[str, Any]) -> float:
+    """Device seconds a patient stop's return to 0 is waited for: the trapezoidal rotation the
+    ICD names (plc-modbus.md: back to 0 at RATE, 10 deg/s2 = params accel) from `angle`,
+    `angle / rate + rate / accel`, times 1 + params return_margin, plus params return_settle_s
+    at rest for the final level. A table slower than RATE / (1 + return_margin) is not back
+    within it, and is judged as not having returned."""
+    nominal = angle / rate + rate / float(params["accel"])
+    return nominal * (1.0 + float(params["return_margin"])) + float(params["return_settle_s"])
+
+
 class InversionProcedure(Procedure):
     """Inversion: motion is the frame angle; a stop is judged by overtravel and drift."""
 
     kind = "inversion"
     channel = "ANGL"
-    stop_rate_hz = 1000.0
     motion_settings = ("ANGLE_SET", "RATE")
 
     def expected_s(self, table: Table, settings: Mapping[str, float]) -> float:
@@ -78,13 +86,24 @@ class InversionProcedure(Procedure):
             raise error
         table.stop_and_wait()
 
+    def stop_trace_s(
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
+    ) -> float:
+        """Device seconds of a safety stop's trace: params trace_s for an e-stop; for a patient
+        stop, which the ICD gives no time, what the return must physically take (from the
+        present angle at RATE, `return_bound_s`)."""
+        if params["relay"] != "patient":
+            return float(params["trace_s"])
+        rate = self.motion_values(table, settings)["RATE"]
+        return return_bound_s(abs(table.read("ANGLE")), rate, params)
+
     def stop_quantities(
         self, trace: Trace, params: Mapping[str, Any], settings: Mapping[str, float]
-    ) -> tuple[dict[str, float], dict[str, float]]:
+    ) -> tuple[dict[str, float | None], dict[str, float]]:
         """Stop time, overtravel and drift of an e-stop; return error and rate of a return
         (params still_tolerance, overtravel_at_s)."""
         t, x = trace.t, trace[self.channel]
-        values: dict[str, float] = {}
+        values: dict[str, float | None] = {}
         marks: dict[str, float] = {}
         stop = analysis.stop_time(t, x, tolerance=float(params["still_tolerance"]))
         values["stop_time"] = stop
@@ -98,7 +117,8 @@ class InversionProcedure(Procedure):
         try:
             values["return_rate"] = abs(analysis.move_rate(t, x, start_level=x0, end_level=0.0))
         except analysis.AnalysisError:
-            values["return_rate"] = math.nan
+            # the trace is a complete record (the body checks that first): no return in it
+            values["return_rate"] = None
         return values, marks
 
     def monitor_quantities(

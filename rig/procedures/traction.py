@@ -24,6 +24,12 @@ class TractionProcedure(Procedure):
         v = self.motion_values(table, settings)
         return v["FORCE_SET"] / v["RAMP_RATE"]
 
+    def stop_trace_s(
+        self, table: Table, settings: Mapping[str, float], params: Mapping[str, Any]
+    ) -> float:
+        """Device seconds of a safety stop's trace: params trace_s."""
+        return float(params["trace_s"])
+
     def stop_quantities(
         self, trace: Trace, params: Mapping[str, Any], settings: Mapping[str, float]
     ) -> tuple[dict[str, float], dict[str, float]]:

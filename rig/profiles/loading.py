@@ -41,6 +41,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     loader = _ProfileLoader(str(profile_file))
     model, registers, rules, safe_state = loader.load(raw_profile)
     home = loader.home(raw_profile.get("home"), model.kind_name)
+    operator_steps = loader.operator_steps(raw_profile)
     requirements = _RequirementLoader(
         str(req_file), model.name, registers, rules, model.kind_name
     ).load(raw_reqs)
@@ -58,6 +59,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         sha256=whole,
         requirements_sha256=req_hash,
         home=MappingProxyType(home),
+        operator_steps=operator_steps,
     )
 
 

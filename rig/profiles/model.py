@@ -63,6 +63,15 @@ class ModelInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorStep:
+    """A step a person does on a real bench before a run (`[[operator_step]]`), e.g. fitting a
+    harness; confirmed on the operator station and recorded with who confirmed it."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class SafeLimit:
     """One quantity that must be within `max` (absolute) for the table to be safe.
 
@@ -407,6 +416,7 @@ class Profile:
     requirements_sha256: str
     # profile.toml [home]: how the kind's procedure brings the table to rest between tests
     home: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    operator_steps: tuple[OperatorStep, ...] = ()
 
     @property
     def name(self) -> str:

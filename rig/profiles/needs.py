@@ -72,13 +72,27 @@ _REACH: Mapping[str, tuple[Need, ...]] = MappingProxyType(
 
 _STOP: Mapping[str, tuple[Need, ...]] = MappingProxyType(
     {
-        "traction": (_number("release_level", "N"), _number("release_limit_s", "s")),
+        "traction": (
+            _number("trace_s", "s"),
+            _number("release_level", "N"),
+            _number("release_limit_s", "s"),
+        ),
         "roller": (
+            _number("trace_s", "s"),
             _number("still_tolerance", "mm"),
             _number("lift_drop", "mm"),
             _number("lift_by_s", "s"),
         ),
-        "inversion": (_number("still_tolerance", "deg"), _number("overtravel_at_s", "s")),
+        "inversion": (
+            _number("still_tolerance", "deg"),
+            _number("overtravel_at_s", "s"),
+            # an e-stop's trace has the row's length; a patient stop's return, which the ICD
+            # gives no time, is waited for as long as it must physically take, with a margin
+            _number("trace_s", "s", when=("relay", "estop")),
+            _number("accel", "deg/s2", when=("relay", "patient")),
+            _number("return_margin", "parts of the nominal return", when=("relay", "patient")),
+            _number("return_settle_s", "s", when=("relay", "patient")),
+        ),
     }
 )
 
@@ -99,9 +113,7 @@ def _with_reach(
 BODY_PARAMS: Mapping[str, Mapping[str, tuple[Need, ...]]] = MappingProxyType(
     {
         # safety bodies (suites/safety), shared by every kind
-        "safety_stop": _with_reach(
-            (Need("relay", "text", choices=_RELAYS), _number("trace_s", "s")), _STOP
-        ),
+        "safety_stop": _with_reach((Need("relay", "text", choices=_RELAYS),), _STOP),
         "watchdog": _with_reach((_number("trace_s", "s"), _number("quiet_from_s", "s"))),
         "power_loss": _with_reach(
             (
@@ -117,7 +129,9 @@ BODY_PARAMS: Mapping[str, Mapping[str, tuple[Need, ...]]] = MappingProxyType(
         "interlocks": {
             ALL_KINDS: (Need("relays", "texts", choices=_RELAYS), _number("still_s", "s"))
         },
-        "setting_limits": {ALL_KINDS: (_number("still_s", "s"),)},
+        # writes_s: the least device time the acquisition gives the refused writes (it is
+        # stretched to the bench's measured round trip), still_s the quiet after them
+        "setting_limits": {ALL_KINDS: (_number("still_s", "s"), _number("writes_s", "s"))},
         "protective_monitor": {
             # the key that enters service mode is the SERVICE_KEY register's ENTER (profile.toml)
             ALL_KINDS: (_number("trace_s", "s"),),
@@ -179,6 +193,7 @@ BODY_PARAMS: Mapping[str, Mapping[str, tuple[Need, ...]]] = MappingProxyType(
                 Need("cycles", "integer"),
                 _number("accel", "mm/s2"),
                 _number("dwell_total", "s"),
+                _number("hysteresis", "mm"),
             )
         },
         "roller_session": {"roller": (_number("mm_per_level", "mm"), _number("hysteresis", "mm"))},

@@ -27,6 +27,7 @@ from .model import (
     ModelInfo,
     NotAboveRule,
     Number,
+    OperatorStep,
     Register,
     Requirement,
     Rule,
@@ -173,7 +174,10 @@ class _ProfileLoader(_Checker):
         self, data: dict[str, Any]
     ) -> tuple[ModelInfo, dict[str, Register], tuple[Rule, ...], SafeState]:
         self.table(
-            data, "", ("model", "safe_state", "home", "register", "rule"), ("model", "safe_state")
+            data,
+            "",
+            ("model", "safe_state", "home", "register", "rule", "operator_step"),
+            ("model", "safe_state"),
         )
         registers = self.registers(self.array_of_tables(data, "register"))
         self.required_registers(registers)
@@ -183,6 +187,20 @@ class _ProfileLoader(_Checker):
         )
         safe_state = self.safe_state(data["safe_state"], registers)
         return model, registers, rules, safe_state
+
+    def operator_steps(self, data: dict[str, Any]) -> tuple[OperatorStep, ...]:
+        """[[operator_step]]: what a person does on the bench before a run (id, text); the
+        operator station asks for each to be confirmed and the record says who did."""
+        steps: list[OperatorStep] = []
+        for i, entry in enumerate(self.array_of_tables(data, "operator_step")):
+            key = f"operator_step[{i}]"
+            e = self.table(entry, key, ("id", "text"), ("id", "text"))
+            sid = self.get(e, key, "id", _is_identifier, "an identifier (letters, digits, _)")
+            text = self.get(e, key, "text", _is_text, "a non-empty text")
+            if any(s.id == sid for s in steps):
+                raise self.fail(f"{key}.id", sid, "an id not used by another operator_step")
+            steps.append(OperatorStep(id=sid, text=text))
+        return tuple(steps)
 
     def home(self, data: object, kind: str) -> dict[str, float]:
         """The [home] table: the numbers the kind's procedure uses to bring the table to rest

@@ -4,6 +4,7 @@ import pytest
 
 from rig import analysis
 from rig.procedures import InversionProcedure, arm
+from rig.procedures.events import enough
 
 from .steps import steps_of
 
@@ -40,6 +41,7 @@ def test_overshoot(requirement, check, profile, table, inclinometer, steps):
     for move in _moves(profile, requirement, table, inclinometer, steps):
         setpoint = move.setting("ANGLE_SET")
         peak = analysis.peak(move.trace.t, move.trace["ANGL"])
+        check.trace(f"{setpoint:g}deg", move.trace, channel="ANGL", lines={"set": setpoint})
         check.measure("overshoot", peak - setpoint, set=setpoint)
 
 
@@ -47,6 +49,13 @@ def test_overshoot(requirement, check, profile, table, inclinometer, steps):
 def test_plc_angle(requirement, check, profile, table, inclinometer, steps):
     """PLC ANGLE against INC, paired readings while settled at each point."""
     for move in _moves(profile, requirement, table, inclinometer, steps):
+        # the comparison is made at the move's settled point: its trace is the evidence
+        check.trace(
+            f"{move.setting('ANGLE_SET'):g}deg",
+            move.trace,
+            channel="ANGL",
+            lines={"INC": move.reference_reading, "PLC": move.plc_reading},
+        )
         check.measure(
             "plc_error",
             abs(move.plc_reading - move.reference_reading),
@@ -86,7 +95,7 @@ def test_hold_and_return(requirement, check, table, inclinometer):
     table.configure(s)
     move = s["ANGLE_SET"] / s["RATE"] + s["RATE"] / p["accel"]
     duration = (2 * move + s["HOLD_S"]) * 1.2 + 5.0
-    acq = arm(inclinometer, duration_s=duration, rate_hz=INC_RATE_HZ)
+    acq = arm(inclinometer, duration_s=duration, rate_hz=INC_RATE_HZ, serves=requirement)
     inclinometer.trigger()
     table.command("START")
     trace = acq.fetch(table)
@@ -104,8 +113,7 @@ def test_hold_and_return(requirement, check, table, inclinometer):
         lines={"50 %": half},
     )
     check.measure("hold_drift", abs(analysis.drift(t, a, start=start, end=end)))
-    if len(rises) and len(falls) and falls[-1] > rises[0]:
+    complete = int(len(rises) > 0 and len(falls) > 0 and falls[-1] > rises[0])
+    if enough(check, "hold_width", complete, 1, trace, "ANGL", until=duration, what="holds"):
         check.measure("hold_width", float(falls[-1] - rises[0]))
-    else:
-        check.measure("hold_width", None, note="no complete hold in the trace")
     check.measure("return_error", abs(analysis.final_level(t, a)))

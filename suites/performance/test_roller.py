@@ -7,7 +7,8 @@ import pytest
 
 from rig import analysis
 from rig.procedures import RollerProcedure, arm
-from rig.procedures.roller import period_of
+from rig.procedures.events import EventsMissed, enough
+from rig.procedures.roller import period_of, reversal_dwells
 
 pytestmark = pytest.mark.performance
 
@@ -38,12 +39,14 @@ class RollerRuns:
         approach = abs(here - start) / speed + 2.0
         # the periods asked for need one boundary more, plus the approach, with margin
         duration = approach + (int(p["periods"]) + 1.5) * period * 1.1
-        acq = arm(meter, duration_s=duration, rate_hz=ENC_RATE_HZ)
+        d, v = end - start, speed
+        env = {"d": d, "v": v, "T": period}
+        acq = arm(meter, duration_s=duration, rate_hz=ENC_RATE_HZ, serves=requirement, env=env)
         meter.trigger()
         table.command("START")
         trace = acq.fetch(table)
         table.stop_and_wait()
-        self._done[i] = (settings, trace)
+        self._done[i] = (settings, trace, duration)
         return self._done[i]
 
 
@@ -56,8 +59,8 @@ def roller_runs():
 def _runs(profile, requirement, table, meter, roller_runs):
     source = profile.requirement(requirement.params.get("runs_of", requirement.id))
     for i in range(len(source.params["speeds"])):
-        settings, trace = roller_runs.get(table, meter, source, i)
-        yield source, settings, trace
+        settings, trace, duration = roller_runs.get(table, meter, source, i)
+        yield source, settings, trace, duration
 
 
 @pytest.mark.verifies("roller_cycles")
@@ -65,7 +68,9 @@ def test_cycle_period(requirement, check, profile, table, position_meter, roller
     """Mean period and jitter between midpoint crossings toward TRAVEL_END."""
     n = int(requirement.params["periods"])
     hysteresis = float(requirement.params["hysteresis"])
-    for source, s, trace in _runs(profile, requirement, table, position_meter, roller_runs):
+    for source, s, trace, duration in _runs(
+        profile, requirement, table, position_meter, roller_runs
+    ):
         d, v = s["TRAVEL_END"] - s["TRAVEL_START"], s["SPEED"]
         mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
         bounds = analysis.cycle_boundaries(
@@ -85,15 +90,19 @@ def test_cycle_period(requirement, check, profile, table, position_meter, roller
             f"periods {', '.join(f'{p:.3f}' for p in periods)} s; nominal T {nominal:.3f} s"
             f"; travel {label}"
         )
-        if len(periods) < n:
-            check.measure(
-                "mean_period",
-                None,
-                d=d,
-                v=v,
-                T=nominal,
-                note=f"only {len(periods)} periods in the trace; {n} needed. {note}",
-            )
+        if not enough(
+            check,
+            "mean_period",
+            len(periods),
+            n,
+            trace,
+            "POS",
+            until=duration,
+            what=f"periods of the {label} run",
+            d=d,
+            v=v,
+            T=nominal,
+        ):
             continue
         check.measure("mean_period", float(np.mean(periods)), d=d, v=v, T=nominal, note=note)
         check.measure("jitter", analysis.jitter(periods), d=d, v=v, T=nominal, note=note)
@@ -101,45 +110,79 @@ def test_cycle_period(requirement, check, profile, table, position_meter, roller
 
 @pytest.mark.verifies("roller_speed")
 def test_carriage_speed(requirement, check, profile, table, position_meter, roller_runs):
-    """Speed of every straight traversal (at least `margin` from both reversal points)."""
+    """Speed of the straight traversals (at least `margin` from both reversal points) of the
+    runs' periods: the first `periods` out and the first `periods` back, each judged."""
     margin = float(requirement.params["margin"])
-    for _, s, trace in _runs(profile, requirement, table, position_meter, roller_runs):
-        speeds = analysis.straight_speeds(
-            trace.t, trace["POS"], low=s["TRAVEL_START"] + margin, high=s["TRAVEL_END"] - margin
-        )
-        if len(speeds) == 0:
-            check.measure("straight_speed", None, v=s["SPEED"], note="no straight traversal")
-        for k, sp in enumerate(speeds):
-            check.measure(
+    for source, s, trace, duration in _runs(
+        profile, requirement, table, position_meter, roller_runs
+    ):
+        n = int(source.params["periods"])
+        low, high = s["TRAVEL_START"] + margin, s["TRAVEL_END"] - margin
+        speeds = analysis.straight_speeds(trace.t, trace["POS"], low=low, high=high)
+        label = f"{s['TRAVEL_START']:g}-{s['TRAVEL_END']:g}mm-{s['SPEED']:g}mmps"
+        check.trace(f"straight-{label}", trace, channel="POS", lines={"low": low, "high": high})
+        for direction, sign in (("out", 1.0), ("back", -1.0)):
+            these = [float(sp) for sp in speeds if sp * sign > 0]
+            if not enough(
+                check,
                 "straight_speed",
-                abs(float(sp)),
+                len(these),
+                n,
+                trace,
+                "POS",
+                until=duration,
+                what=f"traversals {direction} of the {label} run",
                 v=s["SPEED"],
-                note=f"traversal {k + 1} {'out' if sp > 0 else 'back'}",
-            )
+            ):
+                continue
+            for k, sp in enumerate(these[:n]):
+                check.measure(
+                    "straight_speed",
+                    abs(sp),
+                    v=s["SPEED"],
+                    note=f"{label} traversal {direction} {k + 1} of {n}",
+                )
 
 
 @pytest.mark.verifies("roller_reversals")
 def test_reversal_points(requirement, check, profile, table, position_meter, roller_runs):
-    """Every far and near reversal against TRAVEL_END and TRAVEL_START."""
+    """The far and near reversals of the runs' periods (the first `periods` at each end)
+    against TRAVEL_END and TRAVEL_START."""
     hysteresis = float(requirement.params["hysteresis"])
-    for _, s, trace in _runs(profile, requirement, table, position_meter, roller_runs):
+    for source, s, trace, duration in _runs(
+        profile, requirement, table, position_meter, roller_runs
+    ):
+        n = int(source.params["periods"])
         mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
+        # the park before START is no reversal: no midpoint crossing precedes it
         far, near = analysis.reversal_points(
             trace.t, trace["POS"], midpoint=mid, hysteresis=hysteresis
         )
-        # the first near reversal is the park before START, not a reversal of the cycle
-        for k, x in enumerate(far):
-            check.measure(
+        label = f"{s['TRAVEL_START']:g}-{s['TRAVEL_END']:g}mm-{s['SPEED']:g}mmps"
+        check.trace(
+            f"reversals-{label}",
+            trace,
+            channel="POS",
+            lines={"TRAVEL_START": s["TRAVEL_START"], "TRAVEL_END": s["TRAVEL_END"]},
+        )
+        for end, found, target in (("far", far, "TRAVEL_END"), ("near", near, "TRAVEL_START")):
+            if not enough(
+                check,
                 "reversal_error",
-                abs(float(x) - s["TRAVEL_END"]),
-                note=f"far reversal {k + 1} at {x:.2f} mm",
-            )
-        for k, x in enumerate(near):
-            check.measure(
-                "reversal_error",
-                abs(float(x) - s["TRAVEL_START"]),
-                note=f"near reversal {k + 1} at {x:.2f} mm",
-            )
+                len(found),
+                n,
+                trace,
+                "POS",
+                until=duration,
+                what=f"{end} reversals of the {label} run",
+            ):
+                continue
+            for k, x in enumerate(found[:n]):
+                check.measure(
+                    "reversal_error",
+                    abs(float(x) - s[target]),
+                    note=f"{label} {end} reversal {k + 1} of {n} at {x:.2f} mm",
+                )
 
 
 @pytest.mark.verifies("roller_lift")
@@ -167,11 +210,19 @@ def test_roller_lift(requirement, check, table, position_meter):
         )
 
 
+# ENC samples at each end of a dwell not used for the comparison (the carriage settling in).
+DWELL_EDGE_S = 0.05
+# A dwell is the stretch of ENC samples within this of the excursion's extreme (noise ~0.01 mm).
+DWELL_BAND_MM = 0.2
+
+
 @pytest.mark.verifies("roller_plc_reading")
 def test_plc_position(requirement, check, table, position_meter):
-    """PLC POSITION against ENC while still: at park, and in each dwell of two cycles (PLC
-    samples placed in the ENC trace by UPTIME_MS, relative to the trigger)."""
+    """PLC POSITION against ENC while still: at park, and in each dwell at both reversal points
+    of two cycles, 5 comparisons (PLC samples placed in the ENC trace by UPTIME_MS, relative
+    to the trigger). Every dwell is found where the carriage turned, however far out."""
     s = requirement.settings
+    cycles = int(requirement.params["cycles"])
     table.configure(s)
     # the park the comparison starts from is the one just configured
     RollerProcedure(table.profile).home(table)
@@ -182,10 +233,11 @@ def test_plc_position(requirement, check, table, position_meter):
     check.measure(
         "plc_error",
         abs(np.mean(plc) - np.mean(enc)),
-        note=f"at park: PLC {np.mean(plc):.2f} mm, ENC {np.mean(enc):.2f} mm",
+        note=f"comparison 1 of {1 + 2 * cycles}, at park: PLC {np.mean(plc):.2f} mm, "
+        f"ENC {np.mean(enc):.2f} mm",
     )
     period = period_of(s, requirement.params)
-    duration = (int(requirement.params["cycles"]) + 0.3) * period * 1.1
+    duration = (cycles + 0.3) * period * 1.1
     acq = arm(position_meter, duration_s=duration, rate_hz=200.0)
     position_meter.trigger()
     u_trigger = table.uptime_ms()  # the trigger was at or before this reading
@@ -201,35 +253,58 @@ def test_plc_position(requirement, check, table, position_meter):
     table.command("STOP")
     t, x = trace.t, trace["POS"]
     mid = (s["TRAVEL_START"] + s["TRAVEL_END"]) / 2
-    check.trace("dwells", trace, channel="POS", lines={"midpoint": mid})
-    dwells = _dwells(t, x, s["TRAVEL_START"], s["TRAVEL_END"])
-    for k, (a, b, enc_mean) in enumerate(dwells[: 2 * int(requirement.params["cycles"])]):
-        inside = [p for (ts, p, vel) in samples if a + 0.05 <= ts <= b - 0.05 and vel == 0]
+    dwells = reversal_dwells(
+        t,
+        x,
+        midpoint=mid,
+        hysteresis=float(requirement.params["hysteresis"]),
+        band=DWELL_BAND_MM,
+    )
+    check.trace(
+        "dwells",
+        trace,
+        channel="POS",
+        lines={"midpoint": mid},
+        marks={f"dwell {k + 1}": d.start for k, d in enumerate(dwells[: 2 * cycles])},
+    )
+    far = [d for d in dwells if d.far]
+    near = [d for d in dwells if not d.far]
+    for end, found in (("far", far), ("near", near)):
+        if not enough(
+            check,
+            "plc_error",
+            len(found),
+            cycles,
+            trace,
+            "POS",
+            until=duration,
+            what=f"dwells at the {end} reversal",
+        ):
+            return
+    judged = sorted(far[:cycles] + near[:cycles], key=lambda d: d.start)
+    for k, d in enumerate(judged):
+        a, b = d.start + DWELL_EDGE_S, d.end - DWELL_EDGE_S
+        during = [(p, vel) for (ts, p, vel) in samples if a <= ts <= b]
+        where = f"comparison {k + 2} of {1 + 2 * cycles}, {'far' if d.far else 'near'} dwell"
+        if not during:
+            # the host's polling did not land inside the dwell: the rig missed it
+            raise EventsMissed(
+                f"{requirement.id}: no PLC reading landed inside the {where} "
+                f"({a:.3f}-{b:.3f} s); the host polled too slowly"
+            )
+        inside = [p for p, vel in during if vel == 0]
         if not inside:
-            check.measure("plc_error", None, note=f"dwell {k + 1}: no PLC reading inside it")
+            check.measure(
+                "plc_error",
+                None,
+                note=f"{where}: the PLC reports VELOCITY non-zero while the ENC stands still",
+            )
             continue
         check.measure(
             "plc_error",
-            abs(float(np.mean(inside)) - enc_mean),
-            note=f"dwell {k + 1} at {enc_mean:.2f} mm: {len(inside)} PLC readings",
+            abs(float(np.mean(inside)) - d.position),
+            note=f"{where} at {d.position:.2f} mm: {len(inside)} PLC readings",
         )
-
-
-def _dwells(t, x, start, end, band=0.2):
-    """(start, end, mean) of each stretch, after the carriage first moved, where the ENC
-    position stands at a reversal point (within `band` of that visit's extreme)."""
-    moved = np.flatnonzero(np.abs(x - x[0]) > 1.0)
-    first_move = t[moved[0]] if len(moved) else np.inf
-    out = []
-    for target in (start, end):
-        idx = np.flatnonzero(np.abs(x - target) <= 3.0)  # healthy reversals are within 2 mm
-        for r in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if len(idx) else []:
-            seg = x[r]
-            extreme = seg.max() if target == end else seg.min()
-            still = r[np.abs(seg - extreme) <= band]
-            if len(still) > 5 and t[still[0]] > first_move:
-                out.append((float(t[still[0]]), float(t[still[-1]]), float(np.mean(x[still]))))
-    return sorted(out)
 
 
 @pytest.mark.verifies("roller_session")
@@ -238,7 +313,7 @@ def test_session(requirement, check, table, position_meter):
     s = requirement.settings
     table.configure(s)
     duration = s["SESSION_S"] * 1.1 + 10.0
-    acq = arm(position_meter, duration_s=duration, rate_hz=ENC_RATE_HZ)
+    acq = arm(position_meter, duration_s=duration, rate_hz=ENC_RATE_HZ, serves=requirement)
     position_meter.trigger()
     table.command("START")
     trace = acq.fetch(table)
@@ -247,8 +322,10 @@ def test_session(requirement, check, table, position_meter):
     t, lift, x = trace.t, trace["LIFT"], trace["POS"]
     level = float(requirement.params["mm_per_level"]) * s["INTENSITY"]
     rises, falls = analysis.crossings(t, lift, threshold=level / 2, hysteresis=0.1 * level)
-    if len(rises) == 0 or len(falls) == 0:
-        check.measure("session_width", None, note="no complete session in the lift trace")
+    complete = int(len(rises) > 0 and len(falls) > 0 and falls[-1] > rises[0])
+    if not enough(
+        check, "session_width", complete, 1, trace, "LIFT", until=duration, what="sessions"
+    ):
         return
     end = float(falls[-1])
     # the session ended when the lift left its level (the 50 % crossing comes later)

@@ -1,9 +1,11 @@
 """TT-890 performance requirements: force, ramps, overshoot, cycles, PLC reading, session."""
 
+import numpy as np
 import pytest
 
 from rig import analysis
 from rig.procedures import TractionProcedure, arm
+from rig.procedures.events import enough
 
 from .steps import steps_of
 
@@ -57,6 +59,14 @@ def test_overshoot(requirement, check, profile, table, force_meter, steps):
         for settings in steps_of(profile.requirement(source), "FORCE_SET"):
             step = _step(steps, table, force_meter, settings)
             peak = analysis.peak(step.trace.t, step.trace["FORC"])
+            setpoint = step.setting("FORCE_SET")
+            check.trace(
+                f"{source}-{setpoint:g}N-{settings['RAMP_RATE']:g}Nps",
+                step.trace,
+                channel="FORC",
+                lines={"set": setpoint},
+                marks={"peak": float(step.trace.t[np.nanargmax(step.trace["FORC"])])},
+            )
             check.measure(
                 "peak_force",
                 peak,
@@ -71,6 +81,13 @@ def test_plc_reading(requirement, check, profile, table, force_meter, steps):
     for source in requirement.params["steps_of"]:
         for settings in steps_of(profile.requirement(source), "FORCE_SET"):
             step = _step(steps, table, force_meter, settings)
+            # the comparison is made at the step's settled point: its trace is the evidence
+            check.trace(
+                f"{source}-{step.setting('FORCE_SET'):g}N",
+                step.trace,
+                channel="FORC",
+                lines={"LC": step.reference_reading, "PLC": step.plc_reading},
+            )
             check.measure(
                 "plc_error",
                 abs(step.plc_reading - step.reference_reading),
@@ -91,7 +108,7 @@ def test_intermittent(requirement, check, table, force_meter):
     # table whose levels last longer than set
     duration = hold / s["RAMP_RATE"] + (cycles + 0.5) * period * 1.25 + 2.0
     table.configure(s)
-    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, pretrigger_s=0.1)
+    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, serves=requirement, pretrigger_s=0.1)
     force_meter.trigger()
     table.command("START")
     trace = acq.fetch(table)
@@ -106,13 +123,18 @@ def test_intermittent(requirement, check, table, force_meter):
     rests = [(fa, next((x for x in rises if x > fa), None)) for fa in falls]
     rests = [(a, b) for a, b in rests if b is not None]
     judged_holds = holds[1:]  # the first hold is entered from 0 N: not judged
-    if len(rests) < cycles or len(judged_holds) < cycles - 1:
-        check.measure(
-            "rest_width",
-            None,
-            note=f"only {len(rests)} complete rests and {len(judged_holds)} judged holds "
-            f"in {duration:.0f} s; the condition needs {cycles} cycles",
-        )
+    if not enough(
+        check, "rest_width", len(rests), cycles, trace, "FORC", until=duration, what="rests"
+    ) or not enough(
+        check,
+        "hold_width",
+        len(judged_holds),
+        cycles - 1,
+        trace,
+        "FORC",
+        until=duration,
+        what="judged holds",
+    ):
         return
     for a, b in judged_holds[:cycles]:
         check.measure("hold_width", b - a)
@@ -132,7 +154,7 @@ def test_session_length(requirement, check, table, force_meter):
     s = requirement.settings
     duration = s["SESSION_S"] * 1.1 + s["FORCE_SET"] / s["RAMP_RATE"] * 2 + 5.0
     table.configure(s)
-    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, pretrigger_s=0.1)
+    acq = arm(force_meter, duration_s=duration, rate_hz=50.0, serves=requirement, pretrigger_s=0.1)
     force_meter.trigger()
     table.command("START")
     trace = acq.fetch(table)
@@ -146,7 +168,9 @@ def test_session_length(requirement, check, table, force_meter):
         marks={"start": rises[0] if len(rises) else None, "end": falls[-1] if len(falls) else None},
         lines={"50 %": half},
     )
-    if len(rises) == 0 or len(falls) == 0 or falls[-1] < rises[0]:
-        check.measure("session_width", None, note="no complete session in the trace")
+    complete = int(len(rises) > 0 and len(falls) > 0 and falls[-1] > rises[0])
+    if not enough(
+        check, "session_width", complete, 1, trace, "FORC", until=duration, what="sessions"
+    ):
         return
     check.measure("session_width", float(falls[-1] - rises[0]))

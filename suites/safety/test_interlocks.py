@@ -4,6 +4,7 @@ import pytest
 
 from rig.errors import ModbusExceptionError
 from rig.procedures import arm, procedure_for
+from rig.procedures.events import require_complete
 
 pytestmark = pytest.mark.safety
 
@@ -25,6 +26,7 @@ def test_interlocks(requirement, check, profile, table, actuators, reference_met
         except ModbusExceptionError as e:
             code = e.code
         trace = acq.fetch(table)
+        require_complete(check, trace, kind.channel, until=float(p["still_s"]))
         check.trace(relay, trace, channel=kind.channel)
         check.measure_all(
             {"exception_code": code, "motion": kind.motion(trace)},

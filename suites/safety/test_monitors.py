@@ -4,6 +4,7 @@ limit and the independent monitor channel must trip."""
 import pytest
 
 from rig.procedures import arm, procedure_for
+from rig.procedures.events import require_complete
 
 pytestmark = pytest.mark.safety
 
@@ -23,6 +24,7 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
         reference_meter,
         duration_s=float(p["trace_s"]),
         rate_hz=500.0,
+        serves=requirement,
         pretrigger_s=0.1,
         table=table,
     )
@@ -31,6 +33,7 @@ def test_protective_monitor(requirement, check, profile, table, reference_meter)
     u_after = table.uptime_ms()
     table.command("START")
     trace = acq.fetch(table)
+    require_complete(check, trace, kind.channel, until=float(p["trace_s"]))
     fault = table.read_raw("FAULT")
     fault_ms = table.read("FAULT_UPTIME_MS")
     trip = (fault_ms - u_after) / 1000.0 if fault_ms else None

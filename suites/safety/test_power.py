@@ -5,6 +5,7 @@ import pytest
 from rig import analysis
 from rig.errors import ModbusExceptionError
 from rig.procedures import arm, procedure_for
+from rig.procedures.events import require_complete
 
 pytestmark = pytest.mark.safety
 
@@ -19,6 +20,7 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
         reference_meter,
         duration_s=float(p["off_s"]),
         rate_hz=200.0,
+        serves=requirement,
         pretrigger_s=0.2,
         source="EXT",
         table=table,
@@ -27,6 +29,7 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
     with table.heartbeat_paused():
         actuators.power = False
         off_trace = off.fetch(table)
+        require_complete(check, off_trace, kind.channel, until=float(p["off_s"]))
         on = arm(
             reference_meter,
             duration_s=float(p["quiet_s"]),
@@ -50,6 +53,7 @@ def test_power_loss(requirement, check, profile, table, actuators, reference_met
         fault = table.read_raw("FAULT")
         booted_ms = table.read("FAULT_UPTIME_MS")  # for FAULT 8: when the boot finished
         on_trace = on.fetch(table)
+        require_complete(check, on_trace, kind.channel, until=float(p["quiet_s"]))
     refused = 0
     try:
         table.command("START")

@@ -3,6 +3,7 @@
 import pytest
 
 from rig.procedures import arm, procedure_for
+from rig.procedures.events import require_complete
 
 pytestmark = pytest.mark.safety
 
@@ -29,6 +30,7 @@ def test_no_restart(requirement, check, profile, table, actuators, reference_met
     setattr(actuators, relay, False)
     table.command("RESET")
     trace = acq.fetch(table)
+    require_complete(check, trace, kind.channel, until=quiet + 1.0)
     values = {"motion": kind.motion(trace, start=0.0), "state": table.read_raw("STATE")}
     check.trace("after-reset", trace, channel=kind.channel)
     check.measure_all(values)

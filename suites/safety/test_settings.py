@@ -4,6 +4,7 @@ import pytest
 
 from rig.errors import ModbusExceptionError
 from rig.procedures import arm, procedure_for
+from rig.procedures.events import require_complete
 
 pytestmark = pytest.mark.safety
 
@@ -75,12 +76,38 @@ def _representable(reg, raw):
     return True
 
 
+# Requests per probe: the write, the read before and after it, and a restore when taken.
+REQUESTS_PER_PROBE = 4
+
+
+def _device_s_per_request(table, n=4):
+    """Device seconds one Modbus request takes on this bench now (UPTIME_MS around n reads)."""
+    u0 = table.uptime_ms()
+    for _ in range(n):
+        table.uptime_ms()
+    return max(table.uptime_ms() - u0, 0) / 1000.0 / (n + 1)
+
+
 @pytest.mark.verifies("setting_limits")
 def test_setting_limits(requirement, check, profile, table, reference_meter):
-    """Write each probe; expect exception 03, the old value kept, and nothing moving."""
+    """Write each probe while the reference records; expect exception 03, the old value kept,
+    and nothing moving while the writes are made and still_s after them."""
     kind = procedure_for(profile)
+    p = requirement.params
     table.configure(dict(requirement.settings))
-    for name, raw, precondition, why in probes(profile):
+    todo = probes(profile)
+    still = float(p["still_s"])
+    # long enough for the writes at the bench's present round trip (three times over), and
+    # never shorter than writes_s; that it was long enough is checked below, by the PLC clock
+    writes_s = max(
+        float(p["writes_s"]), 3.0 * REQUESTS_PER_PROBE * len(todo) * _device_s_per_request(table)
+    )
+    acq = arm(reference_meter, duration_s=writes_s + still, rate_hz=100.0, pretrigger_s=0.0)
+    # the trigger comes after this reading: the writes end no later than (u_end - u_before)
+    u_before = table.uptime_ms()
+    reference_meter.trigger()
+    results = []
+    for name, raw, precondition, why in todo:
         if precondition is not None:
             table.configure({precondition[0]: precondition[1]})
         if isinstance(raw, tuple):  # a dependent limit: relative to the other register now
@@ -96,17 +123,25 @@ def test_setting_limits(requirement, check, profile, table, reference_meter):
         if after != before:  # a defective table took it: put the old value back
             with table.unguarded(f"{requirement.id} restore after a taken probe"):
                 table.write_raw(name, before)
-        note = f"{name} raw {raw} ({why})"
-        check.measure("exception_code", code, note=note)
-        check.measure("register_unchanged", int(after == before), note=note)
-    acq = arm(
-        reference_meter,
-        duration_s=float(requirement.params["still_s"]),
-        rate_hz=100.0,
-        pretrigger_s=0.0,
-    )
-    reference_meter.trigger()
+        results.append((code, int(after == before), f"{name} raw {raw} ({why})"))
+    writes_end = (table.uptime_ms() - u_before) / 1000.0
     trace = acq.fetch(table)
-    check.trace("after-writes", trace, channel=kind.channel)
+    # the window judged runs from the trigger (before the first write) to still_s after the
+    # last; an acquisition that ended before that missed part of it: the rig's ERROR
+    require_complete(check, trace, kind.channel, until=writes_end + still)
+    check.trace(
+        "during-writes",
+        trace,
+        channel=kind.channel,
+        marks={"writes end": writes_end, "still until": writes_end + still},
+    )
+    for code, unchanged, note in results:
+        check.measure("exception_code", code, note=note)
+        check.measure("register_unchanged", unchanged, note=note)
     if check.has("motion"):
-        check.measure("motion", kind.motion(trace), note=f"state {table.state()}")
+        check.measure(
+            "motion",
+            kind.motion(trace, start=0.0, end=writes_end + still),
+            note=f"{len(results)} refused writes in the first {writes_end:.2f} s; "
+            f"state {table.state()}",
+        )

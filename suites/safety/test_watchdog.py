@@ -4,6 +4,7 @@ import pytest
 
 from rig import analysis
 from rig.procedures import arm, procedure_for
+from rig.procedures.events import require_complete
 
 pytestmark = pytest.mark.safety
 
@@ -26,6 +27,7 @@ def test_watchdog(requirement, check, profile, table, reference_meter):
         last = table.last_heartbeat()
         reference_meter.trigger()
         trace = acq.fetch(table)
+        require_complete(check, trace, kind.channel, until=float(p["trace_s"]))
         fault = table.read_raw("FAULT")
         fault_ms = table.read("FAULT_UPTIME_MS")
     fault_time = analysis.fault_time(fault_ms, last.before, writer_before) if fault_ms else None
