@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..evidence.format import Kind, Outcome, canonical_text, now_iso, record_number
@@ -177,12 +179,7 @@ class ResultsDB:
         self.path: Path | str = where if is_url(where) else Path(where)
         self.where = describe(self.url) if is_url(where) else str(self.path)
         self.shifts = shifts
-        self.engine = create_engine(self.url, timeout=timeout)
-        try:
-            migrate(self.engine, self.where)
-        except BaseException:
-            self.engine.dispose()
-            raise
+        self.engine = _engine(self.url, timeout, self.where)
 
     @property
     def dialect(self) -> str:
@@ -190,8 +187,10 @@ class ResultsDB:
         return self.engine.dialect.name
 
     def close(self) -> None:
-        """Release the connections."""
-        self.engine.dispose()
+        """Done with the database. The engine stays for the next ResultsDB of this process (its
+        compiled statements are cached per engine: a new engine per run compiled every insert
+        anew); SQLite holds no connection between calls, PostgreSQL's pool closes with the
+        process."""
 
     def __enter__(self) -> ResultsDB:
         return self
@@ -503,6 +502,26 @@ class ResultsDB:
             )
             for x in rows
         ]
+
+
+_ENGINES: dict[tuple[str, float, int], Engine] = {}
+
+
+def _engine(url: sa.URL, timeout: float, where: str) -> Engine:
+    # one engine per database, timeout and process (a forked child must not share a pool)
+    key = (url.render_as_string(hide_password=False), timeout, os.getpid())
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
+        _ENGINES.pop(key, None)  # the file was removed since: make (and migrate) it again
+    engine = _ENGINES.get(key)
+    if engine is None:
+        engine = create_engine(url, timeout=timeout)
+        try:
+            migrate(engine, where)
+        except BaseException:
+            engine.dispose()
+            raise
+        _ENGINES[key] = engine
+    return engine
 
 
 def _run_of(r: sa.Row) -> Run:
