@@ -23,8 +23,18 @@ pg_start() {
         run=(runuser -u postgres --)
     fi
     "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U rig --auth=trust -E UTF8 >/dev/null
-    "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c fsync=off" start >/dev/null
+    local tries=0
+    # a random port may be taken: try a few
+    until "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c fsync=off" start >/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 5 ]; then
+            echo "PostgreSQL did not start; its log:" >&2
+            cat "$PG_DIR/log" >&2
+            return 1
+        fi
+        port=$((20000 + RANDOM % 20000))
+    done
     "${run[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U rig rig_test
     PG_BIN=$bin
     PG_RUN=("${run[@]}")
