@@ -14,7 +14,8 @@ CERTIFY_EXIT_CODES = """\
 exit codes (the overall verdict):
   0  PASS                     every requirement of the profile passed
   1  FAIL                     the unit failed a requirement (or the table was not confirmed safe)
-  2  usage or input error     nothing ran: a bad option, station file, bench address or serial
+  2  usage or input error     nothing ran: a bad option, station file, bench address or serial,
+                              or (--trust-file) a person not enrolled to start or override
   3  NOT CERTIFIED - retest   a requirement could not be judged (ERROR: a rig or bench fault,
                               not the unit) even after --retest; run again
   4  NOT CERTIFIED - partial  only some requirements were run (--requirement)
