@@ -690,6 +690,11 @@ class _Verifier:
                     "record was rewritten"
                 )
                 self.misplaced.add(i)
+        if not any(a.where in p for p in self.problems):
+            sigs = sum(x.kind == "signature" for x in a.lines)
+            self.notes.append(
+                f"anchored in {a.where}: the end line and {sigs} signature(s) match the record"
+            )
         for obj in self.lines:
             if (
                 obj is not None
