@@ -49,10 +49,13 @@ def cmd_certify(args: argparse.Namespace) -> int:
         profile = load_profile(args.model)
         request = check_request(vars(args), model=profile.model.name)
         check_serial(args.serial, profile)  # before anything starts, let alone moves
-        if getattr(args, "db", None):  # a bad URL is said now, not when the run has ended
+        from .outputs.sinks import results_db
+
+        db = results_db(vars(args))
+        if db:  # a bad URL is said now, not when the run has ended
             from .outputs.db import database_url
 
-            database_url(args.db)
+            database_url(db)
     except RigError as e:
         from rich.markup import escape
 

@@ -280,3 +280,23 @@ def test_default_shifts_and_a_line_shift_table():
         shift_table({"shift": [{"name": "a", "start": "7h"}]}, "line.toml: shifts")
     with pytest.raises(Exception, match="expected an IANA zone"):
         shift_table({"timezone": "Mars/Base", "shift": [{"name": "a", "start": "07:00"}]}, "x")
+
+
+def test_the_station_file_names_the_line_database(tmp_path, capsys):
+    from rig.errors import StationError
+    from rig.outputs.sinks import results_db
+    from rig.station import load_station
+
+    station = tmp_path / "line2.toml"
+    base = '[station]\nid = "B1"\n[plc]\nhost = "127.0.0.1"\nport = 9\n'
+    station.write_text(base + '[results]\ndb = "postgresql://rig@db.line2:5432/results"\n')
+    assert load_station(station).results_db == "postgresql://rig@db.line2:5432/results"
+    assert results_db({"station": str(station)}) == "postgresql://rig@db.line2:5432/results"
+    assert results_db({"station": str(station), "db": "x.sqlite"}) == "x.sqlite"  # --db wins
+    station.write_text(base + '[results]\nurl = "postgresql://x/y"\n')
+    with pytest.raises(StationError, match=r"\[results\] expected one key, db"):
+        load_station(station)
+    station.write_text(base + '[results]\ndb = "mongodb://x/y"\n')
+    code = main(["certify", MODEL, "--serial", "890001", "--station", str(station)])
+    assert code == 2  # refused before connecting to anything
+    assert "unsupported database 'mongodb'" in capsys.readouterr().out

@@ -173,4 +173,16 @@ def pytest_rig_sinks(config: pytest.Config) -> list[Sink]:
     from ..plugin.options import from_pytest
 
     alluredir = getattr(config.option, "allure_report_dir", None)
-    return sinks(config.stash.get(CONSOLE_KEY, None), alluredir, db=from_pytest(config).get("db"))
+    return sinks(config.stash.get(CONSOLE_KEY, None), alluredir, db=results_db(from_pytest(config)))
+
+
+def results_db(options: dict[str, Any]) -> str | None:
+    """The results database of a run: `--db`, else the station file's [results] db (else the
+    sink's default: $RIG_DB_URL, then REPORTS/results.sqlite)."""
+    if options.get("db"):
+        return str(options["db"])
+    if options.get("station"):
+        from ..station import load_station
+
+        return load_station(options["station"]).results_db
+    return None
