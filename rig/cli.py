@@ -191,8 +191,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     db: str | Path = args.db or default_url() or Path(args.reports) / "results.sqlite"
     if args.ingest:
+        refused: list[str] = []
         with ResultsDB(db) as d:
-            d.ingest_all(Path(args.reports))
+            d.ingest_all(Path(args.reports), refused=refused)
+        for text in refused:  # e.g. a record rewritten since it was anchored: not taken in
+            print(f"not ingested: {text}", file=sys.stderr)
     charts = Path(args.charts) if args.charts else None
     print(
         stats_command(

@@ -328,3 +328,32 @@ def test_a_calibration_override_is_signed_by_a_test_engineer(line, tmp_path, cap
         main(["sign", str(run), "--meaning", "calibration override", "--name", "Ted Engineer"]) == 1
     )
     assert "ran without a calibration override" in capsys.readouterr().err
+
+
+def test_a_backfill_names_a_rewritten_record_and_takes_the_others(line, tmp_path, capsys):
+    run, _, _ = line
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    shutil.copytree(run, reports / "a-run")
+    db_path = str(tmp_path / "line.sqlite")
+    with ResultsDB(db_path) as db:
+        db.ingest(reports / "a-run")
+    raws = (reports / "a-run" / "record.jsonl").read_bytes().splitlines()
+    end = next(i for i, r in enumerate(raws) if json.loads(r)["kind"] == "end")
+
+    def edit(obj):
+        if obj["kind"] == "measurement" and obj["value"] == 103.0:
+            obj["value"] = 101.0
+
+    forged = _rechain(raws[: end + 1], edit)
+    (reports / "a-run" / "record.jsonl").write_bytes(b"".join(r + b"\n" for r in forged))
+    sign_run(reports / "a-run", station_key(), name=STATION_ID, meaning="recorded", role="station")
+    other = tmp_path / "other"
+    rec = build_run(other, serial="S7")
+    sign_run(rec, station_key(), name=STATION_ID, meaning="recorded", role="station")
+    shutil.copytree(other, reports / "b-run")
+    assert main(["stats", "TT-890", "--db", db_path, "--reports", str(reports), "--ingest"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("not ingested: ") and "contradicts the anchors" in err
+    with ResultsDB(db_path) as db:
+        assert sorted(r.serial for r in db.runs()) == ["S1", "S7"]

@@ -409,9 +409,20 @@ class ResultsDB:
         q = sa.select(anchors).where(anchors.c.header_sha256 == header_sha)
         return [_anchor_of(r) for r in conn.execute(q.order_by(anchors.c.seq))]
 
-    def ingest_all(self, reports: Path) -> list[int]:
-        """Ingest every run directory under `reports` (backfill); run ids in directory order."""
-        return [self.ingest(p.parent) for p in sorted(Path(reports).glob("*/record.jsonl"))]
+    def ingest_all(self, reports: Path, *, refused: list[str] | None = None) -> list[int]:
+        """Ingest every run directory under `reports` (backfill); run ids in directory order.
+
+        With `refused`, a run that cannot be ingested (not a record, or contradicting its
+        anchors) is named there and the others still go in; without it, the first one raises."""
+        ids = []
+        for p in sorted(Path(reports).glob("*/record.jsonl")):
+            try:
+                ids.append(self.ingest(p.parent))
+            except ResultsError as e:
+                if refused is None:
+                    raise
+                refused.append(str(e))
+        return ids
 
     # -- anchors --------------------------------------------------------------------------------
     def anchors_of(self, header_sha256: str) -> list[Anchor]:
