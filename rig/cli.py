@@ -14,7 +14,8 @@ CERTIFY_EXIT_CODES = """\
 exit codes (the overall verdict):
   0  PASS                     every requirement of the profile passed
   1  FAIL                     the unit failed a requirement (or the table was not confirmed safe)
-  2  usage or input error     nothing ran: a bad option, station file, bench address or serial
+  2  usage or input error     nothing ran: a bad option, station file, bench address or serial,
+                              or (--trust-file) a person not enrolled to start or override
   3  NOT CERTIFIED - retest   a requirement could not be judged (ERROR: a rig or bench fault,
                               not the unit) even after --retest; run again
   4  NOT CERTIFIED - partial  only some requirements were run (--requirement)
@@ -48,6 +49,13 @@ def cmd_certify(args: argparse.Namespace) -> int:
         profile = load_profile(args.model)
         request = check_request(vars(args), model=profile.model.name)
         check_serial(args.serial, profile)  # before anything starts, let alone moves
+        from .outputs.sinks import results_db
+
+        db = results_db(vars(args))
+        if db:  # a bad URL is said now, not when the run has ended
+            from .outputs.db import database_url
+
+            database_url(db)
     except RigError as e:
         from rich.markup import escape
 
@@ -175,16 +183,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts."""
+    """Per requirement quantity across units: count, yield, mean, sd, Cpk; control charts; by
+    station or shift."""
+    from .outputs.db import default_url
     from .outputs.results import ResultsDB
     from .outputs.stats import stats_command
 
-    db = Path(args.db or Path(args.reports) / "results.sqlite")
+    db: str | Path = args.db or default_url() or Path(args.reports) / "results.sqlite"
     if args.ingest:
+        refused: list[str] = []
         with ResultsDB(db) as d:
-            d.ingest_all(Path(args.reports))
+            d.ingest_all(Path(args.reports), refused=refused)
+        for text in refused:  # e.g. a record rewritten since it was anchored: not taken in
+            print(f"not ingested: {text}", file=sys.stderr)
     charts = Path(args.charts) if args.charts else None
-    print(stats_command(db, args.model, chart_dir=charts, requirement=args.requirement))
+    print(
+        stats_command(
+            db,
+            args.model,
+            chart_dir=charts,
+            requirement=args.requirement,
+            by=args.by,
+            station=args.station,
+            shift=args.shift,
+        )
+    )
     return 0
 
 
@@ -260,18 +283,46 @@ def cmd_defects(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Check a run's hash chain, trace files and signatures; tell altered from incomplete."""
-    from .evidence.verify import cmd_verify as verify
+def _trust(args: argparse.Namespace) -> Any:
+    from .evidence.trust import load_trust, trust_path
 
-    return verify(args)
+    path = trust_path(getattr(args, "trust_file", None))
+    return load_trust(path) if path is not None else None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a run's hash chain, trace files and signatures; tell altered from incomplete; with
+    the line's trust file and database, untrusted signers and rewritten records."""
+    from .evidence.format import RecordError
+    from .evidence.verify import cmd_verify as verify
+    from .outputs.db import default_url
+    from .outputs.results import anchoring_for
+
+    trust = _trust(args)
+    anchoring = None
+    db = args.db or default_url()
+    if db:
+        try:
+            anchoring = anchoring_for(db, args.run)
+        except RecordError:
+            pass  # no readable record: verify says so, with its own exit code
+    return verify(args, trust=trust, anchoring=anchoring)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    """A person signs a run with a stated meaning (reviewed, approved)."""
+    """A person signs a run with a stated meaning (reviewed, approved); with the line's
+    database, the signature is anchored there."""
     from .evidence.signing import cmd_sign as sign
+    from .outputs.db import default_url
+    from .outputs.results import ResultsDB
 
-    return sign(args)
+    code = sign(args, trust=_trust(args))
+    db = args.db or default_url()
+    if code == 0 and db:
+        with ResultsDB(db) as d:
+            d.ingest(Path(args.run))
+            print(f"anchored in {d.where}")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,9 +389,20 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="statistics per requirement quantity across units")
     st.add_argument("model")
     st.add_argument("--reports", default="reports")
-    st.add_argument("--db", help="results database (default REPORTS/results.sqlite)")
+    st.add_argument(
+        "--db",
+        help="results database: a SQLite file or postgresql://USER@HOST:PORT/DB "
+        "(default $RIG_DB_URL, else REPORTS/results.sqlite)",
+    )
     st.add_argument("--charts", help="write a control chart PNG per quantity into this directory")
     st.add_argument("--requirement", help="only this requirement")
+    st.add_argument(
+        "--by",
+        choices=("station", "shift"),
+        help="one row per station or shift (yield, Cpk); with --charts, a chart per station",
+    )
+    st.add_argument("--station", help="only runs of this station")
+    st.add_argument("--shift", help="only runs of this shift (early, late, night)")
     st.add_argument("--ingest", action="store_true", help="first load every run under REPORTS")
     st.set_defaults(func=cmd_stats)
 
@@ -385,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "verify",
-        help="check a run for alteration: exit 0 VALID, 1 TAMPERED, 3 INCOMPLETE, 4 UNSIGNED",
+        help="check a run for alteration: exit 0 VALID, 1 TAMPERED, 3 INCOMPLETE, 4 UNSIGNED, "
+        "5 UNTRUSTED",
     )
     v.add_argument("run", help="run directory or record.jsonl")
     v.add_argument(
@@ -393,13 +456,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="only keys with this fingerprint (SHA256:...) or public key may sign",
     )
+    v.add_argument(
+        "--trust-file",
+        help="the line's trust file: enrolled station and person keys with roles "
+        "(default $RIG_TRUST)",
+    )
+    v.add_argument(
+        "--db",
+        help="the line's results database (path or URL; default $RIG_DB_URL): check the run "
+        "against the chain head and signatures anchored there",
+    )
     v.set_defaults(func=cmd_verify)
 
     sg = sub.add_parser("sign", help="sign a run as a named person (reviewed / approved)")
     sg.add_argument("run", help="run directory")
     sg.add_argument("--name", required=True, help="printed name of the signer")
-    sg.add_argument("--meaning", required=True, help="reviewed or approved")
+    sg.add_argument(
+        "--meaning",
+        required=True,
+        help='reviewed, approved (QA), or "calibration override" (a test engineer signs a '
+        "run's override and its reason)",
+    )
     sg.add_argument("--key", help="the signer's Ed25519 key (PEM); default: one kept per name")
+    sg.add_argument(
+        "--trust-file",
+        help="the line's trust file: only an enrolled person in a role that may sign the "
+        "meaning signs (approved: QA) (default $RIG_TRUST)",
+    )
+    sg.add_argument(
+        "--db", help="anchor the signature in the line's results database (default $RIG_DB_URL)"
+    )
     sg.set_defaults(func=cmd_sign)
     return p
 

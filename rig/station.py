@@ -37,6 +37,7 @@ class Station:
     instruments: dict[str, InstrumentAddress] = field(default_factory=dict)
     emulated: bool = False
     source: str = ""
+    results_db: str | None = None  # [results] db: the line's results database (issue 10)
 
     def instrument(self, role: str) -> InstrumentAddress:
         """The instrument filling `role`, or a StationError naming the station file."""
@@ -67,7 +68,7 @@ def load_station(path: str | Path) -> Station:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise StationError(f"{p}: not valid TOML: {e}") from None
-    known = {"station", "plc", "instruments"}
+    known = {"station", "plc", "instruments", "results"}
     for key in data:
         if key not in known:
             raise StationError(f"{p}: unknown section [{key}]; expected one of {sorted(known)}")
@@ -108,7 +109,20 @@ def load_station(path: str | Path) -> Station:
         instruments=instruments,
         emulated=bool(st.get("emulated", False)),
         source=str(p),
+        results_db=_results_db(data.get("results"), p),
     )
+
+
+def _results_db(table: object, p: Path) -> str | None:
+    """[results] db = "postgresql://..." (or a SQLite path): the line's results database."""
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) - {"db"}:
+        raise StationError(f'{p}: [results] expected one key, db = "postgresql://..."')
+    db = table.get("db")
+    if not isinstance(db, str) or not db.strip():
+        raise StationError(f"{p}: results.db = {db!r}: expected a database URL or file path")
+    return db
 
 
 def station_toml(station: Station) -> str:

@@ -10,6 +10,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+
+# Imported here, before any pytester run: pytester removes the modules a run imported (the
+# results sink imports SQLAlchemy), and SQLAlchemy's compiled extensions do not survive being
+# imported a second time in one process ("'InternalTraversal' object is not callable").
+import sqlalchemy  # noqa: F401
 from emulator_support import Plc, connect, serve_table, stop_server
 
 from rig.emulators.table import TableBase

@@ -183,10 +183,10 @@ def test_measurements_and_requirement_verdicts_stored(six):
     )
     assert first.bindings == {"set": 300.0}
     assert len(db.measurements(MODEL, "TT-PERF-01", only_complete=True)) == 2 * 6
-    verdicts = db.conn.execute(
+    verdicts = db.execute(
         "SELECT requirement, verdict FROM requirement_verdicts WHERE run_id = ? ORDER BY seq",
-        (ids[4],),
-    ).fetchall()
+        ids[4],
+    )
     assert [tuple(v) for v in verdicts] == [
         ("TT-PERF-01", PASS),
         ("TT-PERF-03", PASS),
@@ -198,7 +198,7 @@ def test_measurements_and_requirement_verdicts_stored(six):
 def test_ingest_is_idempotent(six, tmp_path):
     db, dirs, ids = six
     counts = [
-        db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        db.execute(f"SELECT count(*) FROM {t}")[0][0]
         for t in ("runs", "measurements", "requirement_verdicts")
     ]
     assert [db.ingest(d) for d in dirs] == ids
@@ -208,7 +208,7 @@ def test_ingest_is_idempotent(six, tmp_path):
     with ResultsDB(db.path) as again:  # a second connection (the next certification)
         assert again.ingest(dirs[1]) == ids[1]
     assert [
-        db.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        db.execute(f"SELECT count(*) FROM {t}")[0][0]
         for t in ("runs", "measurements", "requirement_verdicts")
     ] == counts
 
@@ -247,9 +247,7 @@ def test_non_finite_values_do_not_poison_sql_aggregates(tmp_path):
     with ResultsDB(tmp_path / "r.sqlite") as db:
         for d in (d1, d2, d3, d4):
             db.ingest(d)
-        avg, flags = db.conn.execute(
-            "SELECT avg(value), group_concat(value_flag) FROM measurements"
-        ).fetchone()
+        [(avg, flags)] = db.execute("SELECT avg(value), group_concat(value_flag) FROM measurements")
         assert avg == 1.5
         assert sorted(flags.split(",")) == sorted([FLAG_INF, FLAG_MISSING])
         values = [m.value for m in db.measurements(MODEL)]

@@ -40,6 +40,7 @@ from rig.evidence.verify import (
     INCOMPLETE,
     TAMPERED,
     UNSIGNED,
+    UNTRUSTED,
     VALID,
     cmd_verify,
     verify_run,
@@ -478,7 +479,10 @@ def test_trusted_keys_refuse_a_record_resigned_with_another_key(signed, tmp_path
     )
     assert verify_run(run).status == VALID  # any key verifies ...
     report = verify_run(run, trusted_keys=[ours])  # ... unless the station's keys are known
-    assert report.status == TAMPERED and "not one of the trusted keys" in report.as_text()
+    # not enrolled is UNTRUSTED (exit 5): the record alone cannot show it was rewritten; the
+    # line's database can (tests/test_trust.py)
+    assert report.status == UNTRUSTED and "not one of the trusted keys" in report.as_text()
+    assert report.exit_code == 5
 
 
 # --------------------------------------------------------------------------- incomplete

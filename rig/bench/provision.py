@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..evidence.trust import check_start
 from ..station import ROLE_MODELS, Station, load_station
 from .heartbeat import check_scale_holds
 
@@ -100,6 +101,9 @@ def check_request(
     scale = scale_of(DEFAULT_SCALE if raw_scale is None else raw_scale)
     if not station and name:  # issue 8: a scale whose heartbeat this host cannot hold
         check_scale_holds(scale, str(name))
+    check_start(  # issue 10: with the line's trust file, only enrolled people start
+        values.get("operator"), values.get("calibration_override"), values.get("trust_file")
+    )
     return BenchRequest(
         model=str(name) if name else None,
         station_file=str(station) if station else None,

@@ -21,7 +21,8 @@ STATION, REVIEWER = "station", "reviewer"
 # what each role may mean by its signature (§11.50(a)(3)); anything else is refused
 MEANINGS: Mapping[str, frozenset[str]] = {
     STATION: frozenset({"recorded"}),
-    REVIEWER: frozenset({"reviewed", "approved"}),
+    # "calibration override": a test engineer signs the run's override and its reason (issue 10)
+    REVIEWER: frozenset({"reviewed", "approved", "calibration override"}),
 }
 # the fields of a signature line, besides the record's own (seq, kind, time, prev, fields)
 SIGNATURE_FIELDS = (

@@ -30,6 +30,7 @@ from ..errors import ConfigError, RigError
 from .format import RECORD_NAME, run_paths, slug
 from .reader import read_run
 from .signature import ALGORITHM, MEANINGS, REVIEWER, fingerprint, manifest
+from .trust import OVERRIDE_SIGNED, RoleError, Trust
 from .verify import INCOMPLETE, TAMPERED, verify_run, verify_view
 from .writer import RunRecord
 
@@ -252,11 +253,28 @@ def sign_run(
     return record.append_at_head("signature", body)
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
+def check_signer(trust: Trust, name: str, meaning: str, key: Ed25519PrivateKey) -> None:
+    """With the line's trust file: `name` must be enrolled in a role that may sign `meaning`
+    (only QA approves), and `key` must be the key enrolled for them. A RoleError otherwise,
+    naming the person, the role needed and the role held."""
+    person = trust.require(name, meaning)
+    fp = fingerprint(public_key_hex(key))
+    if person.fingerprint is None:
+        raise RoleError(f"{person.name!r} has no key enrolled in {trust.source}: cannot sign")
+    if person.fingerprint != fp:
+        raise RoleError(
+            f"the key given ({fp[:23]}...) is not the key enrolled for {person.name!r} in "
+            f"{trust.source} ({person.fingerprint[:23]}...)"
+        )
+
+
+def cmd_sign(args: argparse.Namespace, *, trust: Trust | None = None) -> int:
     """`rig sign RUN --name NAME --meaning reviewed|approved [--key PEM]`: a person's signature.
 
-    Exit codes: 0 signed; 1 refused (the record is altered or incomplete); 2 usage error (no
-    such run, bad meaning, unusable key)."""
+    With `trust` (the line's trust file) only an enrolled person whose role may sign the meaning
+    signs, with their enrolled key. Exit codes: 0 signed; 1 refused (the record is altered or
+    incomplete, or the person may not sign so); 2 usage error (no such run, bad meaning,
+    unusable key)."""
     _, record_path = run_paths(args.run)
     if not record_path.is_file():
         print(f"error: {args.run} is not a run directory (no {RECORD_NAME})", file=sys.stderr)
@@ -275,6 +293,17 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except (SigningError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if trust is not None:
+        try:
+            check_signer(trust, name, args.meaning, key)
+        except RoleError as e:
+            print(f"refused: {e}", file=sys.stderr)
+            return 1
+    if args.meaning == OVERRIDE_SIGNED:
+        header = read_run(record_path).header or {}
+        if not header.get("calibration_override"):
+            print(f"refused: {args.run} ran without a calibration override", file=sys.stderr)
+            return 1
     try:
         line = sign_run(record_path, key, name=name, meaning=args.meaning, role=REVIEWER)
     except RigError as e:
@@ -284,6 +313,6 @@ def cmd_sign(args: argparse.Namespace) -> int:
         f"signed {record_path}: {line['name']} ({line['role']}), "
         f"{line['meaning']}, {line['signed_at']}, key {line['fingerprint']}"
     )
-    report = verify_run(record_path)
+    report = verify_run(record_path, trust=trust)
     print(report.as_text())
     return 0

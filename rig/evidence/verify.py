@@ -17,11 +17,18 @@ Status, and the exit code of `rig verify`:
     INCOMPLETE  3  intact as far as it goes, but no end line (a run stopped or killed mid-way),
                    or a last line cut short without its newline (a crash during a write)
     UNSIGNED    4  intact and ended, but no station signature
+    UNTRUSTED   5  intact and ended, its signatures verify, but a signer is not enrolled in the
+                   line's trust file (or `trusted_keys`), is enrolled in a role that may not
+                   sign with that meaning, or (with the line's database) the run was never
+                   anchored there
 
 What the record alone cannot show: lines cut off its end (indistinguishable from a run that
 stopped there; hence never VALID without the station's signature over the end line, though a
 later reviewer's signature line can be cut off unseen), and a whole record rewritten and
-re-signed with another key (pass `trusted_keys`, the station keys' fingerprints, to catch it).
+re-signed with another key. Trust anchored outside the file answers both: the trust file
+(rig.evidence.trust: enrolled station and person keys, roles) makes a re-signing key UNTRUSTED,
+and the line's database (`Anchoring`: the end line's and each signature line's hash, stored
+when the run was ingested or signed) makes a rewritten record or a deleted signature TAMPERED.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 from .format import FIELDS, RecordError, field_digests
 from .reader import RunView, Tail, Unreadable, read_run
 from .signature import MEANINGS, SIGNATURE_FIELDS, STATION, fingerprint, manifest, verify_signature
+from .trust import OVERRIDE_SIGNED, Trust
 
 
 class Status(StrEnum):
@@ -49,10 +57,11 @@ class Status(StrEnum):
     TAMPERED = "TAMPERED"
     INCOMPLETE = "INCOMPLETE"
     UNSIGNED = "UNSIGNED"
+    UNTRUSTED = "UNTRUSTED"
 
 
-VALID, TAMPERED, INCOMPLETE, UNSIGNED = Status
-EXIT_CODES = {VALID: 0, TAMPERED: 1, INCOMPLETE: 3, UNSIGNED: 4}
+VALID, TAMPERED, INCOMPLETE, UNSIGNED, UNTRUSTED = Status
+EXIT_CODES = {VALID: 0, TAMPERED: 1, INCOMPLETE: 3, UNSIGNED: 4, UNTRUSTED: 5}
 EXIT_USAGE = 2
 MEANING_OF = {
     VALID: "the record and its trace files are intact, the run ended, and the station's "
@@ -62,7 +71,33 @@ MEANING_OF = {
     INCOMPLETE: "the record is intact as far as it goes, but the run did not end "
     "(stopped or killed mid-way)",
     UNSIGNED: "the record is intact and the run ended, but no station signature vouches for it",
+    UNTRUSTED: "the record is intact and its signatures verify, but the line does not vouch "
+    "for a signer (not enrolled, or not in a role that may sign so) or the run is not anchored",
 }
+
+
+@dataclass(frozen=True)
+class AnchoredLine:
+    """A line of the run as the line's database anchored it (the end line, a signature)."""
+
+    seq: int
+    kind: str
+    line_sha256: str
+    name: str | None = None
+    meaning: str | None = None
+    anchored: str = ""
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    """What the line's database holds for this record: the anchored lines of the run with this
+    record's header hash, and how many runs of the same unit and start it holds under another
+    header (a rewritten header)."""
+
+    where: str
+    lines: tuple[AnchoredLine, ...] = ()
+    same_unit: int = 0
+
 
 _LINES_BEFORE_ALTERED = "what it signs (the lines before it, their trace files) was altered since"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -82,6 +117,7 @@ class SignatureInfo:
     fingerprint: str
     valid: bool
     reason: str = ""
+    untrusted: str = ""  # valid, but the line's trust anchor does not vouch for it: why
 
 
 @dataclass
@@ -99,6 +135,7 @@ class VerifyReport:
     lines: int = 0
     model: str | None = None
     serial: str | None = None
+    untrusted: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -124,38 +161,68 @@ class VerifyReport:
             out.append(f"signatures  {len(self.signatures)}")
             for s in self.signatures:
                 state = "valid  " if s.valid else "INVALID"
+                if s.valid and s.untrusted:
+                    state = "UNTRUSTED"
+                why = s.reason or s.untrusted
                 out.append(
                     f"  {state} {s.role:<8} {s.meaning:<8} {s.name!r} at {s.time}, "
-                    f"key {s.fingerprint[:23]}" + (f" ({s.reason})" if s.reason else "")
+                    f"key {s.fingerprint[:23]}" + (f" ({why})" if why else "")
                 )
         else:
             out.append("signatures  none")
         if self.problems:
             out.append(f"problems    {len(self.problems)}")
             out += [f"  - {p}" for p in self.problems]
+        if self.untrusted:
+            out.append("untrusted")
+            out += [f"  - {u}" for u in self.untrusted]
         if self.notes:
             out.append("notes")
             out += [f"  - {n}" for n in self.notes]
         return "\n".join(out)
 
 
-def verify_run(run: Path | str, *, trusted_keys: Iterable[str] | None = None) -> VerifyReport:
+def verify_run(
+    run: Path | str,
+    *,
+    trusted_keys: Iterable[str] | None = None,
+    trust: Trust | None = None,
+    anchoring: Anchoring | None = None,
+) -> VerifyReport:
     """Verify a run directory (or its record.jsonl): see the module docstring for the statuses.
 
     `trusted_keys`: fingerprints (`SHA256:...`) or public keys (hex) of the keys allowed to sign;
-    a signature by any other key is then invalid. Without it, any key that verifies counts."""
-    return verify_view(read_run(run), trusted_keys=trusted_keys)
+    `trust`: the line's trust file (enrolled stations and people with their roles); a valid
+    signature by a key neither vouches for makes the record UNTRUSTED. Without both, any key that
+    verifies counts. `anchoring`: what the line's database anchored for this run."""
+    return verify_view(read_run(run), trusted_keys=trusted_keys, trust=trust, anchoring=anchoring)
 
 
-def verify_view(view: RunView, *, trusted_keys: Iterable[str] | None = None) -> VerifyReport:
+def verify_view(
+    view: RunView,
+    *,
+    trusted_keys: Iterable[str] | None = None,
+    trust: Trust | None = None,
+    anchoring: Anchoring | None = None,
+) -> VerifyReport:
     """Verify a record already read (rig.evidence.reader.read_run): see verify_run."""
-    return _Verifier(view, trusted_keys).run()
+    return _Verifier(view, trusted_keys, trust, anchoring).run()
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(
+    args: argparse.Namespace,
+    *,
+    trust: Trust | None = None,
+    anchoring: Anchoring | None = None,
+) -> int:
     """`rig verify RUN [--trust FINGERPRINT ...]`: print the report; exit code by status."""
     try:
-        report = verify_run(args.run, trusted_keys=getattr(args, "trust", None))
+        report = verify_run(
+            args.run,
+            trusted_keys=getattr(args, "trust", None),
+            trust=trust,
+            anchoring=anchoring,
+        )
     except RecordError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -167,8 +234,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 class _Verifier:
-    def __init__(self, view: RunView, trusted: Iterable[str] | None) -> None:
+    def __init__(
+        self,
+        view: RunView,
+        trusted: Iterable[str] | None,
+        trust: Trust | None = None,
+        anchoring: Anchoring | None = None,
+    ) -> None:
         self.view = view
+        self.trust = trust
+        self.anchoring = anchoring
+        self.untrusted: list[str] = []
+        self.untrusted_sig: dict[int, str] = {}
         self.run_dir, self.path = view.directory, view.path
         self.trusted = _trusted_set(trusted) if trusted is not None else None
         self.problems: list[str] = []
@@ -199,6 +276,7 @@ class _Verifier:
         self.check_chain()
         self.check_structure()
         self.check_traces()
+        self.check_anchors()
         signatures = self.signature_infos(faults)
         ends = [x for x in self.lines if x is not None and x.get("kind") == "end"]
         header = self.header()
@@ -212,10 +290,26 @@ class _Verifier:
         station_signed = any(
             s.valid and s.role == STATION and s.meaning in MEANINGS[STATION] for s in signatures
         )
+        for s in signatures:
+            if s.valid and s.untrusted:
+                self.untrusted.append(f"signature by {s.name!r} (line {s.line}): {s.untrusted}")
+        override = header.get("calibration_override") if isinstance(header, dict) else None
+        if self.trust is not None and override and ends:
+            signed = any(
+                s.valid and not s.untrusted and s.meaning == OVERRIDE_SIGNED for s in signatures
+            )
+            if not signed:
+                reason = override.get("reason") if isinstance(override, dict) else override
+                self.untrusted.append(
+                    f"the calibration override (reason {reason!r}) is not signed by an enrolled "
+                    f'test engineer (rig sign --meaning "{OVERRIDE_SIGNED}")'
+                )
         if self.problems:
             status = TAMPERED
         elif self.torn or not ends:
             status = INCOMPLETE
+        elif self.untrusted:
+            status = UNTRUSTED
         elif station_signed:
             status = VALID
         else:
@@ -232,6 +326,7 @@ class _Verifier:
             lines=len(self.raws),
             model=_str_or_none(header.get("model")),
             serial=_str_or_none(header.get("serial")),
+            untrusted=self.untrusted,
         )
 
     # -- lines -------------------------------------------------------------------------------
@@ -491,18 +586,17 @@ class _Verifier:
             if obj is None or obj.get("kind") != "signature":
                 continue
             reason = self.signature_fault(i, obj, header)
-            if reason is None and self.trusted is not None:
-                pub = str(obj.get("public_key"))
-                if fingerprint(pub).removeprefix("SHA256:") not in self.trusted:
-                    reason = "its key is not one of the trusted keys"
+            if reason is None:
+                why = self.trust_fault(obj)
+                if why is not None:
+                    self.untrusted_sig[i] = why
             if reason == _LINES_BEFORE_ALTERED:
                 # genuine, over lines since altered (or from which it was moved): the chain
                 # check names those lines, so the break before this line is not blamed on it
                 pass
             elif reason is not None:
                 self.problems.append(f"{self.label(i)}: {reason}")
-                if not reason.startswith("its key is not"):
-                    self.misplaced.add(i)
+                self.misplaced.add(i)
             faults[i] = reason
         return faults
 
@@ -535,9 +629,82 @@ class _Verifier:
                     fingerprint=str(obj.get("fingerprint")),
                     valid=reason is None,
                     reason=reason or "",
+                    untrusted=self.untrusted_sig.get(i, "") if reason is None else "",
                 )
             )
         return out
+
+    def trust_fault(self, obj: dict[str, Any]) -> str | None:
+        """Why the line's trust anchor does not vouch for a signature that verifies, or None."""
+        fp = fingerprint(str(obj.get("public_key")))
+        by_keys = self.trusted is not None and fp.removeprefix("SHA256:") in self.trusted
+        if self.trust is not None and not by_keys:
+            return self.trust.signer_fault(
+                name=str(obj.get("name")),
+                role=str(obj.get("role")),
+                meaning=str(obj.get("meaning")),
+                fp=fp,
+                signed_at=str(obj.get("signed_at")),
+            )
+        if self.trusted is not None and not by_keys:
+            return "its key is not one of the trusted keys"
+        return None
+
+    # -- anchors in the line's database ------------------------------------------------------
+    def check_anchors(self) -> None:
+        a = self.anchoring
+        if a is None:
+            return
+        if not a.lines:
+            if a.same_unit:
+                self.problems.append(
+                    f"{a.where} holds {a.same_unit} run(s) of this model, serial and start time "
+                    "under another header: this record's header was rewritten"
+                )
+            else:
+                self.untrusted.append(
+                    f"the run is not anchored in {a.where} (never ingested there)"
+                )
+            return
+        by_seq: dict[int, int] = {}
+        for i, obj in enumerate(self.lines):
+            seq = obj.get("seq") if obj is not None else None
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                by_seq.setdefault(seq, i)
+        anchored = set()
+        for x in a.lines:
+            anchored.add(x.seq)
+            what = (
+                f"the signature by {x.name!r} ({x.meaning}) at seq {x.seq}"
+                if x.kind == "signature"
+                else f"the end line (seq {x.seq})"
+            )
+            i = by_seq.get(x.seq)
+            if i is None:
+                self.problems.append(
+                    f"{what}, anchored in {a.where} at {x.anchored}, is missing: deleted"
+                )
+            elif self.hashes[i] != x.line_sha256:
+                self.problems.append(
+                    f"{what} differs from the one anchored in {a.where} at {x.anchored}: the "
+                    "record was rewritten"
+                )
+                self.misplaced.add(i)
+        if not any(a.where in p for p in self.problems):
+            sigs = sum(x.kind == "signature" for x in a.lines)
+            self.notes.append(
+                f"anchored in {a.where}: the end line and {sigs} signature(s) match the record"
+            )
+        for obj in self.lines:
+            if (
+                obj is not None
+                and obj.get("kind") == "signature"
+                and obj.get("seq") not in anchored
+            ):
+                self.notes.append(
+                    f"the signature by {obj.get('name')!r} at seq {obj.get('seq')} is not "
+                    f"anchored in {a.where} (signed without the database)"
+                )
 
     def signature_fault(self, i: int, obj: dict[str, Any], header: dict[str, Any]) -> str | None:
         """Why the signature on line i does not hold, or None if it does."""

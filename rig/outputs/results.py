@@ -1,88 +1,51 @@
-"""Results database: run records in SQLite, so measurements can be compared across units."""
+"""Results database: run records in SQLite or PostgreSQL, so measurements can be compared across
+units, stations and shifts; each run's chain head and signatures anchored as it is ingested."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..evidence.format import Kind, canonical_text, now_iso, record_number
-from ..evidence.reader import read_run
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-SCHEMA_VERSION = 1
+from ..evidence.format import Kind, Outcome, canonical_text, now_iso, record_number
+from ..evidence.reader import RunView, read_run
+from ..evidence.verify import AnchoredLine, Anchoring
+from .db import ResultsError, create_engine, database_url, describe, is_url, migrate
+from .db.schema import (
+    ANCHOR_END,
+    ANCHOR_SIGNATURE,
+    FLAG_INF,
+    FLAG_MISSING,
+    FLAG_NAN,
+    FLAG_NEG_INF,
+    anchors,
+    measurements,
+    requirement_verdicts,
+    runs,
+)
+from .db.shifts import DEFAULT_SHIFTS, ShiftTable
 
-# value_flag says why `value` is NULL: SQL aggregates (AVG, MIN, ...) then see only finite numbers,
-# and "never happened" (inf) stays distinguishable from "not measured" (None in the record).
-FLAG_INF, FLAG_NEG_INF, FLAG_NAN, FLAG_MISSING = "inf", "-inf", "nan", "not measured"
-
-_SCHEMA = f"""
-CREATE TABLE runs (
-    id                  INTEGER PRIMARY KEY,
-    header_sha256       TEXT NOT NULL UNIQUE,
-    record_sha256       TEXT NOT NULL,
-    record_bytes        INTEGER NOT NULL,
-    run_dir             TEXT NOT NULL,
-    model               TEXT NOT NULL,
-    serial              TEXT NOT NULL,
-    station             TEXT,
-    operator            TEXT,
-    started             TEXT,
-    ended               TEXT,
-    verdict             TEXT NOT NULL,
-    complete            INTEGER NOT NULL,
-    chain_intact        INTEGER NOT NULL,
-    emulated            INTEGER,
-    rig_version         TEXT,
-    source_revision     TEXT,
-    requirements_sha256 TEXT,
-    not_run             TEXT NOT NULL,
-    ingested            TEXT NOT NULL
-);
-CREATE INDEX runs_model ON runs (model, started);
-CREATE TABLE measurements (
-    id          INTEGER PRIMARY KEY,
-    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    seq         INTEGER NOT NULL,
-    requirement TEXT NOT NULL,
-    clause      TEXT,
-    name        TEXT NOT NULL,
-    value       REAL,
-    value_flag  TEXT CHECK (value_flag IN
-                ('{FLAG_INF}', '{FLAG_NEG_INF}', '{FLAG_NAN}', '{FLAG_MISSING}')),
-    unit        TEXT,
-    low         REAL,
-    high        REAL,
-    equals      REAL,
-    verdict     TEXT NOT NULL,
-    repeat      INTEGER,
-    bindings    TEXT NOT NULL,
-    note        TEXT,
-    trace       TEXT
-);
-CREATE INDEX measurements_run ON measurements (run_id);
-CREATE INDEX measurements_quantity ON measurements (requirement, name);
-CREATE TABLE requirement_verdicts (
-    id          INTEGER PRIMARY KEY,
-    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    seq         INTEGER NOT NULL,
-    requirement TEXT NOT NULL,
-    verdict     TEXT NOT NULL,
-    note        TEXT,
-    test        TEXT
-);
-CREATE INDEX requirement_verdicts_run ON requirement_verdicts (run_id);
-"""
-
-
-class ResultsError(ConfigError):
-    """The database or a record cannot be read as results (`rig` prints it as a one-line error)."""
+__all__ = [
+    "FLAG_INF",
+    "FLAG_MISSING",
+    "FLAG_NAN",
+    "FLAG_NEG_INF",
+    "Anchor",
+    "ResultsDB",
+    "ResultsError",
+    "Run",
+    "StoredMeasurement",
+    "bindings_key",
+    "ingest_run",
+]
 
 
 @dataclass(frozen=True)
@@ -106,13 +69,16 @@ class Run:
     source_revision: str | None
     requirements_sha256: str | None
     not_run: tuple[str, ...]
+    shift: str | None = None
 
 
 @dataclass(frozen=True)
 class StoredMeasurement:
     """One measurement line of an ingested run, with the run it belongs to.
 
-    `value` is as recorded: a float (possibly inf or NaN) or None for not measured."""
+    `value` is as recorded: a float (possibly inf or NaN) or None for not measured.
+    `error_attempt`: the --retest attempt it was made in was concluded ERROR: kept, but it says
+    nothing about the unit, so statistics leave it out."""
 
     run_id: int
     serial: str
@@ -132,6 +98,28 @@ class StoredMeasurement:
     bindings: dict[str, Any]
     note: str
     trace: str | None
+    station: str | None = None
+    shift: str | None = None
+    attempt: int | None = None
+    error_attempt: bool = False
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """One anchored line of a run: the end line or a signature line, with its SHA-256 as it was
+    when the run was ingested (or the signature added)."""
+
+    run_id: int
+    header_sha256: str
+    seq: int
+    kind: str
+    line_sha256: str
+    name: str | None
+    role: str | None
+    meaning: str | None
+    signed_at: str | None
+    fingerprint: str | None
+    anchored: str
 
 
 def bindings_key(bindings: dict[str, Any] | None) -> str:
@@ -167,36 +155,42 @@ def _join_value(value: float | None, flag: str | None) -> float | None:
     }.get(flag or "", value)
 
 
+def _attempt(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 1 else None
+
+
 class ResultsDB:
-    """The results database (SQLite file, schema created on first use).
+    """The results database: a SQLite file (a path) or a PostgreSQL database (a URL), brought to
+    the newest schema revision on first use.
 
-    Safe to share between processes (certify-all runs models in parallel): writes take the
-    database lock up front and wait up to `timeout` seconds for it."""
+    Safe to share between processes and stations: a run is keyed by the hash of its header line
+    and ingested in one transaction that holds a lock on that key (SQLite: the database write
+    lock; PostgreSQL: an advisory lock on the key), so concurrent ingests lose nothing and never
+    store a run twice. Every call waits at most `timeout` seconds."""
 
-    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE below
-        self.conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        with self._write():
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                # statement by statement: executescript() would commit the open transaction
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise ResultsError(
-                    f"{self.path}: results schema version {version}, this rig reads "
-                    f"{SCHEMA_VERSION}"
-                )
+    def __init__(
+        self,
+        where: str | Path,
+        *,
+        timeout: float = 30.0,
+        shifts: ShiftTable = DEFAULT_SHIFTS,
+    ) -> None:
+        self.url = database_url(where)
+        self.path: Path | str = where if is_url(where) else Path(where)
+        self.where = describe(self.url) if is_url(where) else str(self.path)
+        self.shifts = shifts
+        self.engine = _engine(self.url, timeout, self.where)
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self.engine.dialect.name
 
     def close(self) -> None:
-        """Close the connection."""
-        self.conn.close()
+        """Done with the database. The engine stays for the next ResultsDB of this process (its
+        compiled statements are cached per engine: a new engine per run compiled every insert
+        anew); SQLite holds no connection between calls, PostgreSQL's pool closes with the
+        process."""
 
     def __enter__(self) -> ResultsDB:
         return self
@@ -204,17 +198,12 @@ class ResultsDB:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        # IMMEDIATE takes the write lock before reading, so two processes ingesting the same run
-        # cannot both decide it is new
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def execute(self, sql: str, *params: Any) -> list[sa.Row]:
+        """Run one SQL statement (the driver's parameter style) and return its rows: for tests
+        and ad-hoc queries."""
+        with self.engine.begin() as conn:
+            result = conn.exec_driver_sql(sql, tuple(params))
+            return list(result) if result.returns_rows else []
 
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, run_dir: Path) -> int:
@@ -224,7 +213,12 @@ class ResultsDB:
         copy of it elsewhere) does not duplicate it. If the record has grown since (ingested before
         its end line, or signed after), the stored run is replaced under the same id; an older,
         shorter copy never replaces a newer one.
-        Incomplete runs are stored with complete = 0 and verdict INCOMPLETE, whatever they say."""
+        Incomplete runs are stored with complete = 0 and verdict INCOMPLETE, whatever they say.
+
+        Anchors: the hash of the end line and of each signature line are kept (append-only). A
+        record that contradicts what was anchored (a line at an anchored seq with another hash,
+        or an anchored line missing from a copy that would replace the stored one) is refused
+        with a ResultsError naming the line: it was rewritten or a signature deleted."""
         # one read: hashing what was parsed, so a line appended meanwhile is not marked as seen
         view = read_run(run_dir)
         path, data, h, end = view.path, view.data, view.header, view.end
@@ -234,6 +228,7 @@ class ResultsDB:
         header_sha = hashlib.sha256(view.header_raw).hexdigest()
         station = h.get("station") if isinstance(h.get("station"), dict) else {}
         emulated = station.get("emulated")
+        started = h.get("started") or h.get("time")
         run_row = {
             "header_sha256": header_sha,
             "record_sha256": record_sha,
@@ -243,7 +238,7 @@ class ResultsDB:
             "serial": str(h.get("serial", "")),
             "station": station.get("id"),
             "operator": h.get("operator"),
-            "started": h.get("started") or h.get("time"),
+            "started": started,
             "ended": end.get("time") if end else None,
             "verdict": str(view.verdict),
             "complete": int(view.complete),
@@ -256,118 +251,201 @@ class ResultsDB:
             "requirements_sha256": h.get("requirements_sha256"),
             "not_run": json.dumps(list(end.get("not_run") or []) if end else []),
             "ingested": now_iso(),
+            "shift": self.shifts.shift_of(started if isinstance(started, str) else None),
+            "record_lines": len(view.raws),
         }
-        with self._write():
-            row = self.conn.execute(
-                "SELECT id, record_bytes FROM runs WHERE header_sha256 = ?", (header_sha,)
-            ).fetchone()
-            # records are append-only: only a longer one is newer; a shorter or equal one is the
-            # same run or an older snapshot of it (a stale copy), which must not replace it
-            if row is not None and len(data) <= row["record_bytes"]:
-                return int(row["id"])
-            if row is None:
-                cols = ", ".join(run_row)
-                marks = ", ".join(f":{k}" for k in run_row)
-                cur = self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", run_row)
-                run_id = int(cur.lastrowid or 0)
-            else:
-                run_id = int(row["id"])
-                sets = ", ".join(f"{k} = :{k}" for k in run_row)
-                self.conn.execute(
-                    f"UPDATE runs SET {sets} WHERE id = :id", {**run_row, "id": run_id}
-                )
-                self.conn.execute("DELETE FROM measurements WHERE run_id = ?", (run_id,))
-                self.conn.execute("DELETE FROM requirement_verdicts WHERE run_id = ?", (run_id,))
-            # the lines up to the first unreadable one (a torn last line is what a crash
-            # mid-write leaves; the run then has no end line)
-            self._insert_lines(run_id, view.entries)
+        try:
+            with self.engine.begin() as conn:
+                self._lock(conn, header_sha)
+                return self._ingest(conn, view, run_row)
+        except (OperationalError, IntegrityError) as e:
+            raise ResultsError(f"{self.where}: ingest of {path} failed: {_first(e)}") from None
+
+    def _lock(self, conn: sa.Connection, header_sha: str) -> None:
+        # SQLite: BEGIN IMMEDIATE holds the database's write lock already
+        if self.dialect == "postgresql":
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(header_sha[:15], 16)}
+            )
+
+    def _ingest(self, conn: sa.Connection, view: RunView, run_row: dict[str, Any]) -> int:
+        header_sha = run_row["header_sha256"]
+        row = conn.execute(
+            sa.select(runs.c.id, runs.c.record_bytes).where(runs.c.header_sha256 == header_sha)
+        ).first()
+        seq_hash = _line_hashes(view)
+        anchored = self._anchors(conn, header_sha)
+        differ = [a for a in anchored if a.seq in seq_hash and seq_hash[a.seq] != a.line_sha256]
+        # records are append-only: only a longer one is newer; a shorter or equal one is the
+        # same run or an older snapshot of it (a stale copy), which must not replace it
+        stale = row is not None and run_row["record_bytes"] <= row.record_bytes
+        missing = [] if stale else [a for a in anchored if a.seq not in seq_hash]
+        if differ or missing:
+            raise ResultsError(
+                f"{view.path}: contradicts the anchors in {self.where}: "
+                + "; ".join(_anchor_text(a, "differs") for a in differ)
+                + ("; " if differ and missing else "")
+                + "; ".join(_anchor_text(a, "is missing") for a in missing)
+                + ": the record was rewritten or a signature deleted; not ingested"
+            )
+        if stale:
+            assert row is not None
+            return int(row.id)
+        if row is None:
+            run_id = int(conn.execute(sa.insert(runs).values(run_row)).inserted_primary_key[0])
+        else:
+            run_id = int(row.id)
+            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(run_row))
+            conn.execute(sa.delete(measurements).where(measurements.c.run_id == run_id))
+            conn.execute(
+                sa.delete(requirement_verdicts).where(requirement_verdicts.c.run_id == run_id)
+            )
+        # the lines up to the first unreadable one (a torn last line is what a crash
+        # mid-write leaves; the run then has no end line)
+        self._insert_lines(conn, run_id, view.entries)
+        self._anchor(conn, run_id, header_sha, view, {a.seq for a in anchored})
         return run_id
 
-    def _insert_lines(self, run_id: int, lines: list[dict[str, Any]]) -> None:
-        ms, rs = [], []
+    def _insert_lines(self, conn: sa.Connection, run_id: int, lines: list[dict[str, Any]]) -> None:
+        ms: list[dict[str, Any]] = []
+        rs: list[dict[str, Any]] = []
+        pending: dict[str, list[dict[str, Any]]] = {}  # requirement -> measurements not concluded
         for i, line in enumerate(lines):
             kind = line.get("kind")
             seq = line.get("seq", i)
             if kind == Kind.MEASUREMENT:
                 value, flag = _split_value(line.get("value"))
-                ms.append(
-                    (
-                        run_id,
-                        seq,
-                        str(line.get("requirement", "")),
-                        line.get("clause"),
-                        str(line.get("name", "")),
-                        value,
-                        flag,
-                        line.get("unit"),
-                        _limit(line.get("low")),
-                        _limit(line.get("high")),
-                        _limit(line.get("equals")),
-                        str(line.get("verdict", "")),
-                        line.get("repeat"),
-                        bindings_key(line.get("bindings")),
-                        line.get("note"),
-                        line.get("trace"),
-                    )
-                )
+                m = {
+                    "run_id": run_id,
+                    "seq": seq,
+                    "requirement": str(line.get("requirement", "")),
+                    "clause": line.get("clause"),
+                    "name": str(line.get("name", "")),
+                    "value": value,
+                    "value_flag": flag,
+                    "unit": line.get("unit"),
+                    "low": _limit(line.get("low")),
+                    "high": _limit(line.get("high")),
+                    "equals": _limit(line.get("equals")),
+                    "verdict": str(line.get("verdict", "")),
+                    "repeat": line.get("repeat"),
+                    "bindings": bindings_key(line.get("bindings")),
+                    "note": line.get("note"),
+                    "trace": line.get("trace"),
+                    "attempt": _attempt(line.get("attempt")),
+                    "error_attempt": 0,
+                }
+                ms.append(m)
+                pending.setdefault(m["requirement"], []).append(m)
             elif kind == Kind.REQUIREMENT:
+                req = str(line.get("requirement", ""))
+                verdict = str(line.get("verdict", ""))
+                attempt = _attempt(line.get("attempt")) or 1
                 rs.append(
-                    (
-                        run_id,
-                        seq,
-                        str(line.get("requirement", "")),
-                        str(line.get("verdict", "")),
-                        line.get("note"),
-                        line.get("test"),
-                    )
+                    {
+                        "run_id": run_id,
+                        "seq": seq,
+                        "requirement": req,
+                        "verdict": verdict,
+                        "note": line.get("note"),
+                        "test": line.get("test"),
+                        "attempt": attempt,
+                    }
                 )
+                # the measurements since the requirement's last conclusion belong to this
+                # attempt (--retest: each attempt measures, then concludes)
+                for m in pending.pop(req, []):
+                    if m["attempt"] is None:
+                        m["attempt"] = attempt
+                    if m["attempt"] == attempt and verdict == Outcome.ERROR:
+                        m["error_attempt"] = 1
             # other kinds (header, event, end, signature, ...) carry no results to tabulate
-        self.conn.executemany(
-            "INSERT INTO measurements (run_id, seq, requirement, clause, name, value, value_flag,"
-            " unit, low, high, equals, verdict, repeat, bindings, note, trace)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ms,
-        )
-        self.conn.executemany(
-            "INSERT INTO requirement_verdicts (run_id, seq, requirement, verdict, note, test)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            rs,
-        )
+        if ms:
+            conn.execute(sa.insert(measurements), ms)
+        if rs:
+            conn.execute(sa.insert(requirement_verdicts), rs)
 
-    def ingest_all(self, reports: Path) -> list[int]:
-        """Ingest every run directory under `reports` (backfill); run ids in directory order."""
-        return [self.ingest(p.parent) for p in sorted(Path(reports).glob("*/record.jsonl"))]
+    def _anchor(
+        self, conn: sa.Connection, run_id: int, header_sha: str, view: RunView, have: set[int]
+    ) -> None:
+        # only lines the chain vouches for: up to the first altered, unreadable or broken line
+        bad = [*view.breaks, *view.noncanonical, *view.unreadable]
+        first_bad = min(bad, default=len(view.lines))
+        rows = []
+        now = now_iso()
+        for i, obj in enumerate(view.lines[:first_bad]):
+            if obj is None or obj.get("kind") not in (ANCHOR_END, ANCHOR_SIGNATURE):
+                continue
+            seq = obj.get("seq")
+            if not isinstance(seq, int) or seq in have:
+                continue
+            sig = obj.get("kind") == ANCHOR_SIGNATURE
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "header_sha256": header_sha,
+                    "seq": seq,
+                    "kind": obj["kind"],
+                    "line_sha256": view.hashes[i],
+                    **{
+                        k: (str(obj[k]) if sig and obj.get(k) is not None else None)
+                        for k in (
+                            "name",
+                            "role",
+                            "meaning",
+                            "signed_at",
+                            "fingerprint",
+                            "public_key",
+                            "signature",
+                        )
+                    },
+                    "anchored": now,
+                }
+            )
+        if rows:
+            conn.execute(sa.insert(anchors), rows)
+
+    def _anchors(self, conn: sa.Connection, header_sha: str) -> list[Anchor]:
+        q = sa.select(anchors).where(anchors.c.header_sha256 == header_sha)
+        return [_anchor_of(r) for r in conn.execute(q.order_by(anchors.c.seq))]
+
+    def ingest_all(self, reports: Path, *, refused: list[str] | None = None) -> list[int]:
+        """Ingest every run directory under `reports` (backfill); run ids in directory order.
+
+        With `refused`, a run that cannot be ingested (not a record, or contradicting its
+        anchors) is named there and the others still go in; without it, the first one raises."""
+        ids = []
+        for p in sorted(Path(reports).glob("*/record.jsonl")):
+            try:
+                ids.append(self.ingest(p.parent))
+            except ResultsError as e:
+                if refused is None:
+                    raise
+                refused.append(str(e))
+        return ids
+
+    # -- anchors --------------------------------------------------------------------------------
+    def anchors_of(self, header_sha256: str) -> list[Anchor]:
+        """What was anchored for the run with this header hash, in seq order."""
+        with self.engine.begin() as conn:
+            return self._anchors(conn, header_sha256)
+
+    def runs_like(self, model: str, serial: str, started: str | None) -> list[Run]:
+        """Stored runs of the same unit that started at the same time (a rewritten header keeps
+        them, and is then found by them rather than by its hash)."""
+        q = sa.select(runs).where(runs.c.model == model, runs.c.serial == serial)
+        q = q.where(runs.c.started == started if started is not None else runs.c.started.is_(None))
+        with self.engine.begin() as conn:
+            return [_run_of(r) for r in conn.execute(q.order_by(runs.c.id))]
 
     # -- queries --------------------------------------------------------------------------------
     def runs(self, model: str | None = None) -> list[Run]:
         """Ingested runs (of one model, case-insensitive), in run order (start time)."""
-        sql = "SELECT * FROM runs"
-        args: tuple[Any, ...] = ()
+        q = sa.select(runs)
         if model is not None:
-            sql += " WHERE upper(model) = upper(?)"
-            args = (model,)
-        rows = self.conn.execute(sql + " ORDER BY started, id", args).fetchall()
-        return [
-            Run(
-                id=r["id"],
-                run_dir=r["run_dir"],
-                model=r["model"],
-                serial=r["serial"],
-                station=r["station"],
-                operator=r["operator"],
-                started=r["started"],
-                ended=r["ended"],
-                verdict=r["verdict"],
-                complete=bool(r["complete"]),
-                chain_intact=bool(r["chain_intact"]),
-                emulated=None if r["emulated"] is None else bool(r["emulated"]),
-                rig_version=r["rig_version"],
-                source_revision=r["source_revision"],
-                requirements_sha256=r["requirements_sha256"],
-                not_run=tuple(json.loads(r["not_run"])),
-            )
-            for r in rows
-        ]
+            q = q.where(sa.func.upper(runs.c.model) == model.upper())
+        with self.engine.begin() as conn:
+            return [_run_of(r) for r in conn.execute(q.order_by(runs.c.started, runs.c.id))]
 
     def measurements(
         self,
@@ -377,53 +455,181 @@ class ResultsDB:
         *,
         only_complete: bool = False,
         emulated: bool | None = None,
+        unit_data: bool = False,
+        station: str | None = None,
+        shift: str | None = None,
     ) -> list[StoredMeasurement]:
         """Measurements of a model in run order. `only_complete`: only runs that are complete
-        with an intact chain (what statistics use); `emulated`: True/False to keep only emulated
-        or only real benches, None for both."""
-        sql = (
-            "SELECT m.*, r.serial, r.started FROM measurements m JOIN runs r ON r.id = m.run_id"
-            " WHERE upper(r.model) = upper(?)"
+        with an intact chain; `unit_data`: that, and not of an attempt concluded ERROR (what
+        statistics use); `emulated`: True/False to keep only emulated or only real benches, None
+        for both; `station`, `shift`: only runs of that station or shift."""
+        m, r = measurements, runs
+        q = (
+            sa.select(m, r.c.serial, r.c.started, r.c.station, r.c.shift)
+            .join(r, r.c.id == m.c.run_id)
+            .where(sa.func.upper(r.c.model) == model.upper())
         )
-        args: list[Any] = [model]
         if requirement is not None:
-            sql += " AND m.requirement = ?"
-            args.append(requirement)
+            q = q.where(m.c.requirement == requirement)
         if name is not None:
-            sql += " AND m.name = ?"
-            args.append(name)
-        if only_complete:
-            sql += " AND r.complete = 1 AND r.chain_intact = 1"
+            q = q.where(m.c.name == name)
+        if only_complete or unit_data:
+            q = q.where(r.c.complete == 1, r.c.chain_intact == 1)
+        if unit_data:
+            q = q.where(m.c.error_attempt == 0)
         if emulated is not None:
-            sql += " AND r.emulated = ?"
-            args.append(int(emulated))
-        sql += " ORDER BY r.started, r.id, m.seq"
+            q = q.where(r.c.emulated == int(emulated))
+        if station is not None:
+            q = q.where(r.c.station == station)
+        if shift is not None:
+            q = q.where(r.c.shift == shift)
+        q = q.order_by(r.c.started, r.c.id, m.c.seq)
+        with self.engine.begin() as conn:
+            rows = list(conn.execute(q))
         return [
             StoredMeasurement(
-                run_id=r["run_id"],
-                serial=r["serial"],
-                started=r["started"],
-                seq=r["seq"],
-                requirement=r["requirement"],
-                clause=r["clause"] or "",
-                name=r["name"],
-                value=_join_value(r["value"], r["value_flag"]),
-                value_flag=r["value_flag"],
-                unit=r["unit"] or "",
-                low=r["low"],
-                high=r["high"],
-                equals=r["equals"],
-                verdict=r["verdict"],
-                repeat=r["repeat"],
-                bindings=json.loads(r["bindings"]),
-                note=r["note"] or "",
-                trace=r["trace"],
+                run_id=x.run_id,
+                serial=x.serial,
+                started=x.started,
+                seq=x.seq,
+                requirement=x.requirement,
+                clause=x.clause or "",
+                name=x.name,
+                value=_join_value(x.value, x.value_flag),
+                value_flag=x.value_flag,
+                unit=x.unit or "",
+                low=x.low,
+                high=x.high,
+                equals=x.equals,
+                verdict=x.verdict,
+                repeat=x.repeat,
+                bindings=json.loads(x.bindings),
+                note=x.note or "",
+                trace=x.trace,
+                station=x.station,
+                shift=x.shift,
+                attempt=x.attempt,
+                error_attempt=bool(x.error_attempt),
             )
-            for r in self.conn.execute(sql, args).fetchall()
+            for x in rows
         ]
 
 
-def ingest_run(db_path: Path, run_dir: Path) -> int:
+_ENGINES: dict[tuple[str, float, int], Engine] = {}
+
+
+def _engine(url: sa.URL, timeout: float, where: str) -> Engine:
+    # one engine per database, timeout and process (a forked child must not share a pool)
+    key = (url.render_as_string(hide_password=False), timeout, os.getpid())
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
+        _ENGINES.pop(key, None)  # the file was removed since: make (and migrate) it again
+    engine = _ENGINES.get(key)
+    if engine is None:
+        engine = create_engine(url, timeout=timeout)
+        try:
+            migrate(engine, where)
+        except BaseException:
+            engine.dispose()
+            raise
+        _ENGINES[key] = engine
+    return engine
+
+
+def _run_of(r: sa.Row) -> Run:
+    return Run(
+        id=r.id,
+        run_dir=r.run_dir,
+        model=r.model,
+        serial=r.serial,
+        station=r.station,
+        operator=r.operator,
+        started=r.started,
+        ended=r.ended,
+        verdict=r.verdict,
+        complete=bool(r.complete),
+        chain_intact=bool(r.chain_intact),
+        emulated=None if r.emulated is None else bool(r.emulated),
+        rig_version=r.rig_version,
+        source_revision=r.source_revision,
+        requirements_sha256=r.requirements_sha256,
+        not_run=tuple(json.loads(r.not_run)),
+        shift=r.shift,
+    )
+
+
+def _anchor_of(r: sa.Row) -> Anchor:
+    return Anchor(
+        run_id=r.run_id,
+        header_sha256=r.header_sha256,
+        seq=r.seq,
+        kind=r.kind,
+        line_sha256=r.line_sha256,
+        name=r.name,
+        role=r.role,
+        meaning=r.meaning,
+        signed_at=r.signed_at,
+        fingerprint=r.fingerprint,
+        anchored=r.anchored,
+    )
+
+
+def _line_hashes(view: RunView) -> dict[int, str]:
+    out = {}
+    for i, obj in enumerate(view.lines):
+        seq = obj.get("seq") if obj is not None else None
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            out.setdefault(seq, view.hashes[i])
+    return out
+
+
+def _anchor_text(a: Anchor, what: str) -> str:
+    if a.kind == ANCHOR_SIGNATURE:
+        return f"seq {a.seq} (signature by {a.name!r}, {a.meaning}) {what}"
+    return f"seq {a.seq} (the end line) {what}"
+
+
+def _first(e: Exception) -> str:
+    orig = getattr(e, "orig", None) or e
+    return " ".join(str(orig).split())[:300]
+
+
+def ingest_run(db: str | Path, run_dir: Path) -> int:
     """Open the database, ingest one run, close: what a certification calls when it ends."""
-    with ResultsDB(db_path) as db:
-        return db.ingest(run_dir)
+    with ResultsDB(db) as d:
+        return d.ingest(run_dir)
+
+
+def open_results(where: str | Path | None, reports: Path) -> ResultsDB:
+    """The database named by `--db` (a path or URL), else $RIG_DB_URL, else
+    REPORTS/results.sqlite."""
+    from .db import default_url
+
+    return ResultsDB(where or default_url() or Path(reports) / "results.sqlite")
+
+
+def anchoring_for(db: str | Path, run: Path | str) -> Anchoring:
+    """What the line's database anchored for the run at `run` (for `rig verify --db`).
+
+    A SQLite path that does not exist is a ResultsError (rather than an empty database made
+    here, which would make every record look unanchored)."""
+    if not is_url(db) and not Path(db).is_file():
+        raise ResultsError(f"{db}: no results database")
+    view = read_run(run)
+    if view.header_raw is None:
+        raise ResultsError(f"{view.path}: not a run record (no header line)")
+    header_sha = hashlib.sha256(view.header_raw).hexdigest()
+    h = view.header or {}
+    with ResultsDB(db) as d:
+        lines = d.anchors_of(header_sha)
+        same = []
+        if not lines:
+            started = h.get("started") or h.get("time")
+            same = d.runs_like(str(h.get("model", "")), str(h.get("serial", "")), started)
+        return Anchoring(
+            where=d.where,
+            lines=tuple(
+                AnchoredLine(a.seq, a.kind, a.line_sha256, a.name, a.meaning, a.anchored)
+                for a in lines
+            ),
+            same_unit=len(same),
+        )

@@ -41,8 +41,10 @@ class StationSignature:
 
 @dataclass(frozen=True)
 class ResultsDatabase:
-    """The run goes into the results database next to the records."""
+    """The run goes into the results database (`--db`, $RIG_DB_URL, or next to the records),
+    which anchors its chain head and the station's signature."""
 
+    db: str | None = None
     name: str = "results database"
     failure: str = "results database not updated"
 
@@ -50,9 +52,10 @@ class ResultsDatabase:
         """Ingest the run."""
         if run.record_dir is None:
             return
-        from .results import ingest_run
+        from .results import open_results
 
-        ingest_run(run.reports / "results.sqlite", run.record_dir)
+        with open_results(self.db, run.reports) as db:
+            db.ingest(run.record_dir)
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,20 @@ class Certificate:
         self.console.certificate(run)
 
 
-def sinks(console: CertifyConsole | None = None, alluredir: str | None = None) -> list[Sink]:
+def sinks(
+    console: CertifyConsole | None = None,
+    alluredir: str | None = None,
+    *,
+    db: str | None = None,
+) -> list[Sink]:
     """Every output of an ended run, in the order they are written. With a console (a run of
-    `rig certify`), also its summary and the certificate."""
-    out: list[Any] = [StationSignature(), ResultsDatabase(), JUnitXml(), AllureResults(alluredir)]
+    `rig certify`), also its summary and the certificate. `db`: the results database (`--db`)."""
+    out: list[Any] = [
+        StationSignature(),
+        ResultsDatabase(db),
+        JUnitXml(),
+        AllureResults(alluredir),
+    ]
     if console is not None:
         out += [ConsoleSummary(console), Certificate(console)]
     return out
@@ -157,5 +170,19 @@ def certify_args(args: argparse.Namespace) -> list[str]:
 @pytest.hookimpl
 def pytest_rig_sinks(config: pytest.Config) -> list[Sink]:
     """The rig plugin's hook: the sinks of this session."""
+    from ..plugin.options import from_pytest
+
     alluredir = getattr(config.option, "allure_report_dir", None)
-    return sinks(config.stash.get(CONSOLE_KEY, None), alluredir)
+    return sinks(config.stash.get(CONSOLE_KEY, None), alluredir, db=results_db(from_pytest(config)))
+
+
+def results_db(options: dict[str, Any]) -> str | None:
+    """The results database of a run: `--db`, else the station file's [results] db (else the
+    sink's default: $RIG_DB_URL, then REPORTS/results.sqlite)."""
+    if options.get("db"):
+        return str(options["db"])
+    if options.get("station"):
+        from ..station import load_station
+
+        return load_station(options["station"]).results_db
+    return None

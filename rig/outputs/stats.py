@@ -1,4 +1,5 @@
-"""Statistics across units: yield, mean, standard deviation and Cpk per quantity, control charts."""
+"""Statistics across units: yield, mean, standard deviation and Cpk per quantity, control charts;
+across the line's stations and shifts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..evidence.format import Outcome, limit_text, number_text, slug
+from .db import is_url
 from .results import ResultsDB, StoredMeasurement, bindings_key
 
 # statistics show more digits than a certificate: a mean of 300.3333 is not "300.3"
@@ -101,6 +103,7 @@ class QuantityStats:
     cpk: float | None
     cpk_kind: str | None
     cpk_reason: str
+    group: str | None = None  # the station or shift of these runs (`by`), else None
 
     def binding_text(self) -> str:
         """The binding set as a person reads it, e.g. "set=300"."""
@@ -111,10 +114,22 @@ class QuantityStats:
         return limit_text(self.low, self.high, self.equals, **_DIGITS)
 
 
-def _group_key(m: StoredMeasurement) -> tuple[Any, ...]:
+BY = ("station", "shift")
+
+
+def _group_key(m: StoredMeasurement, by: str | None = None) -> tuple[Any, ...]:
     # the limits are part of the key: values judged against different limits (a revised profile)
     # must not be pooled into one capability figure
-    return (m.requirement, m.name, bindings_key(m.bindings), m.unit, m.low, m.high, m.equals)
+    group = _group_of(m, by)
+    return (m.requirement, m.name, bindings_key(m.bindings), m.unit, m.low, m.high, m.equals, group)
+
+
+def _group_of(m: Any, by: str | None) -> str | None:
+    if by is None:
+        return None
+    if by not in BY:
+        raise ConfigError(f"statistics by {by!r}: expected one of {list(BY)}")
+    return getattr(m, by) or "-"
 
 
 def requirement_stats(
@@ -123,19 +138,26 @@ def requirement_stats(
     *,
     requirement: str | None = None,
     emulated: bool | None = None,
+    by: str | None = None,
+    station: str | None = None,
+    shift: str | None = None,
 ) -> list[QuantityStats]:
     """Statistics of every quantity of `model` across units, from complete runs only.
 
     One row per (requirement, measurement name, binding set) (and per limit, should the recorded
-    limit of a binding set change between runs). Only complete runs with an intact hash chain
-    count: an interrupted run is neither a pass nor a sample. `emulated`: True/False to keep only
-    emulated or only real benches, None for both."""
+    limit of a binding set change between runs), and per station or shift with `by`. Only
+    complete runs with an intact hash chain count: an interrupted run is neither a pass nor a
+    sample; nor are the measurements of a --retest attempt concluded ERROR (about the rig, not
+    the unit). `emulated`: True/False to keep only emulated or only real benches, None for both;
+    `station`, `shift`: only runs of that station or shift."""
     groups: dict[tuple[Any, ...], list[StoredMeasurement]] = {}
-    for m in db.measurements(model, requirement, only_complete=True, emulated=emulated):
-        groups.setdefault(_group_key(m), []).append(m)
+    for m in db.measurements(
+        model, requirement, unit_data=True, emulated=emulated, station=station, shift=shift
+    ):
+        groups.setdefault(_group_key(m, by), []).append(m)
     rows = []
     for key, ms in groups.items():
-        req, name, _, unit, low, high, equals = key
+        req, name, _, unit, low, high, equals, group = key
         cap = capability([m.value for m in ms], low, high, equals)
         passes = sum(m.verdict == Outcome.PASS for m in ms)
         rows.append(
@@ -157,12 +179,55 @@ def requirement_stats(
                 cpk=cap.index,
                 cpk_kind=cap.kind,
                 cpk_reason=cap.reason,
+                group=group,
             )
         )
     # requirement order, then the order the suites measure in (first seen), which is the
     # profile's order of binding sets (set=100, 300, 600 ...) rather than a string sort
     order = {id(r): i for i, r in enumerate(rows)}
     return sorted(rows, key=lambda r: (r.requirement, order[id(r)]))
+
+
+@dataclass(frozen=True)
+class RunYield:
+    """Run-level yield of one station or shift (or the whole line).
+
+    `judged`: complete runs with an intact chain whose verdict is PASS or FAIL (a unit judged);
+    partial, retest and interrupted runs judge no unit and are counted in `runs` only."""
+
+    group: str
+    runs: int
+    judged: int
+    passed: int
+
+    @property
+    def pass_yield(self) -> float | None:
+        """PASS runs over judged runs (None without any)."""
+        return self.passed / self.judged if self.judged else None
+
+
+def run_yields(
+    db: ResultsDB, model: str, by: str | None, *, emulated: bool | None = None
+) -> list[RunYield]:
+    """The yield of judged runs (PASS over PASS + FAIL) per station or shift (`by`), or of all."""
+    out: dict[str, list[Any]] = {}
+    for r in db.runs(model):
+        if emulated is not None and r.emulated is not emulated:
+            continue
+        g = _group_of(r, by) if by else "all"
+        out.setdefault(g or "-", []).append(r)
+    return [
+        RunYield(
+            g,
+            len(rs),
+            sum(
+                r.complete and r.chain_intact and r.verdict in (Outcome.PASS, Outcome.FAIL)
+                for r in rs
+            ),
+            sum(r.complete and r.chain_intact and r.verdict == Outcome.PASS for r in rs),
+        )
+        for g, rs in sorted(out.items())
+    ]
 
 
 STATS_COLUMNS = (
@@ -202,15 +267,17 @@ def stats_cells(row: QuantityStats) -> list[str]:
     ]
 
 
-def format_stats(rows: Sequence[QuantityStats]) -> str:
-    """A plain-text table of the rows for the terminal."""
-    table = [list(STATS_COLUMNS), *(stats_cells(r) for r in rows)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(STATS_COLUMNS))]
+def format_stats(rows: Sequence[QuantityStats], by: str | None = None) -> str:
+    """A plain-text table of the rows for the terminal (with a station or shift column first
+    when the rows are `by` one)."""
+    columns = ([by] if by else []) + list(STATS_COLUMNS)
+    table = [columns, *(([r.group or "-"] if by else []) + stats_cells(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     numeric = {"runs", "n", "yield", "mean", "std"}
     out = []
     for j, cells in enumerate(table):
         parts = [
-            c.rjust(w) if STATS_COLUMNS[i] in numeric and j else c.ljust(w)
+            c.rjust(w) if columns[i] in numeric and j else c.ljust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ]
         out.append("  ".join(parts).rstrip())
@@ -228,19 +295,30 @@ def control_chart(
     *,
     path: Path,
     emulated: bool | None = None,
+    station: str | None = None,
+    shift: str | None = None,
 ) -> Path:
     """PNG individuals chart of one quantity across units in run order (complete runs only).
 
     Shows the values (FAIL in red; never / not measured as marks along the top), the mean, the
     control limits mean ± 3s (s: the sample standard deviation, ddof=1, as in the stats table)
     and the spec limits (as steps, should they change between runs). `bindings` selects the
-    binding set; it may be omitted when the quantity has only one."""
+    binding set; it may be omitted when the quantity has only one. `station`, `shift`: only
+    that station's or shift's runs (a chart per station)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ms = db.measurements(model, requirement, name, only_complete=True, emulated=emulated)
+    ms = db.measurements(
+        model,
+        requirement,
+        name,
+        unit_data=True,
+        emulated=emulated,
+        station=station,
+        shift=shift,
+    )
     sets = {bindings_key(m.bindings): m.bindings for m in ms}
     if bindings is None:
         if len(sets) > 1:
@@ -320,8 +398,9 @@ def control_chart(
         unit = f" [{ms[0].unit}]" if ms[0].unit else ""
         at = ", ".join(f"{k}={_fmt(v)}" for k, v in ms[0].bindings.items())
         idx = f"{cap.kind} {cap.index:.2f}" if cap.index is not None else f"Cpk - ({cap.reason})"
+        where = "".join(f" {k} {v}" for k, v in (("station", station), ("shift", shift)) if v)
         ax.set_title(
-            f"{model} {requirement} {name}{' at ' + at if at else ''}: n={len(ms)}, {idx}",
+            f"{model} {requirement} {name}{' at ' + at if at else ''}{where}: n={len(ms)}, {idx}",
             fontsize=10,
         )
         ax.set_xlabel("unit, in run order")
@@ -342,24 +421,38 @@ def _finite(v: float | None) -> bool:
 
 
 def stats_command(
-    db_path: Path,
+    db_path: Path | str,
     model: str,
     *,
     chart_dir: Path | None = None,
     requirement: str | None = None,
     emulated: bool | None = None,
+    by: str | None = None,
+    station: str | None = None,
+    shift: str | None = None,
 ) -> str:
-    """What `rig stats MODEL` prints: the stats table, and control charts into `chart_dir`.
+    """What `rig stats MODEL` prints: the stats table, and control charts into `chart_dir`;
+    `by` station or shift: a row per quantity and station (shift), the run yield of each, and
+    with `chart_dir` a chart per station (shift) and quantity.
 
-    Raises ConfigError when there is no database at `db_path` (rather than creating an empty
-    one, which would hide a wrong path)."""
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        raise ConfigError(
-            f"{db_path}: no results database (runs are ingested as each certification ends)"
-        )
+    Raises ConfigError when there is no database file at `db_path` (rather than creating an
+    empty one, which would hide a wrong path); a URL names a server database."""
+    if not is_url(db_path):
+        db_path = Path(db_path)
+        if not db_path.is_file():
+            raise ConfigError(
+                f"{db_path}: no results database (runs are ingested as each certification ends)"
+            )
+    if by is not None and by not in BY:
+        raise ConfigError(f"statistics by {by!r}: expected one of {list(BY)}")
     with ResultsDB(db_path) as db:
-        runs = [r for r in db.runs(model) if emulated is None or r.emulated is emulated]
+        runs = [
+            r
+            for r in db.runs(model)
+            if (emulated is None or r.emulated is emulated)
+            and (station is None or r.station == station)
+            and (shift is None or r.shift == shift)
+        ]
         used = [r for r in runs if r.complete and r.chain_intact]
         head = (
             f"{model}: {len(used)} complete run(s) of {len(runs)} "
@@ -368,25 +461,54 @@ def stats_command(
         excluded = len(runs) - len(used)
         if excluded:
             head += f"; {excluded} incomplete or altered run(s) left out"
-        rows = requirement_stats(db, model, requirement=requirement, emulated=emulated)
+        rows = requirement_stats(
+            db,
+            model,
+            requirement=requirement,
+            emulated=emulated,
+            by=by,
+            station=station,
+            shift=shift,
+        )
         if not rows:
             return head + "\nno measurements" + (f" of {requirement}" if requirement else "")
-        text = [
-            head,
+        text = [head]
+        if by is not None:
+            ys = [
+                y
+                for y in run_yields(db, model, by, emulated=emulated)
+                if (station is None or by != "station" or y.group == station)
+                and (shift is None or by != "shift" or y.group == shift)
+            ]
+            text.append(
+                f"run yield by {by}: "
+                + "; ".join(
+                    f"{y.group} {y.passed}/{y.judged} PASS"
+                    + ("" if y.pass_yield is None else f" ({100 * y.pass_yield:.1f}%)")
+                    for y in ys
+                )
+            )
+        text += [
             "std: sample standard deviation (ddof=1); Cpk uses it as sigma; "
-            "yield: fraction of observations judged PASS",
-            format_stats(rows),
+            "yield: fraction of observations judged PASS; measurements of --retest attempts "
+            "concluded ERROR are left out",
+            format_stats(rows, by),
         ]
         if chart_dir is not None:
             written = []
             seen = set()
             for r in rows:
-                key = (r.requirement, r.name, bindings_key(r.bindings))
+                key = (r.requirement, r.name, bindings_key(r.bindings), r.group)
                 # a chart needs a spread to show; the chart covers every limit of a binding set
                 if key in seen or r.std is None:
                     continue
                 seen.add(key)
                 stem = slug(f"{model}_{r.requirement}_{r.name}_{r.binding_text()}", keep="_.=-")
+                folder = Path(chart_dir)
+                only = {"station": station, "shift": shift}
+                if by is not None:  # a chart per station (shift): one folder each
+                    folder = folder / slug(str(r.group), keep="_.=-")
+                    only[by] = r.group
                 written.append(
                     control_chart(
                         db,
@@ -394,8 +516,9 @@ def stats_command(
                         r.requirement,
                         r.name,
                         r.bindings,
-                        path=Path(chart_dir) / f"{stem}.png",
+                        path=folder / f"{stem}.png",
                         emulated=emulated,
+                        **only,
                     )
                 )
             text.append(f"{len(written)} control chart(s) in {chart_dir}")

@@ -86,6 +86,20 @@ OPTIONS: tuple[Option, ...] = (
         metavar="REASON",
     ),
     Option(
+        "--db",
+        "rig_db",
+        "results database the ended run goes into: a SQLite file or a postgresql:// URL "
+        "(default $RIG_DB_URL, else REPORTS/results.sqlite)",
+        metavar="URL",
+    ),
+    Option(
+        "--trust-file",
+        "rig_trust_file",
+        "the line's trust file (enrolled stations and people with roles): the operator must "
+        "be enrolled to start (default $RIG_TRUST; none: nothing checked)",
+        metavar="PATH",
+    ),
+    Option(
         "--events",
         "rig_events",
         "append every event of the run to this file as it happens, one JSON object a line "
